@@ -1,0 +1,432 @@
+#!/usr/bin/env bash
+# Bring a loopback MatrixRTC backend up/down: Synapse + LiveKit SFU(s) + lk-jwt-service(s).
+# Everything binds to 127.0.0.1 only. Install first with ./install.sh.
+#
+# Usage: stack.sh up | down | status | clean
+#   up      start all services (idempotent), wait until healthy, write $STACK_RUN_DIR/stack.json
+#   down    stop every process recorded in $STACK_RUN_DIR/pids
+#   status  show each service's pid and health
+#   clean   down, then delete the run dir (Synapse DB, certs, logs)
+#
+# Instances ("variants"): each has its own LiveKit and its own lk-jwt-service pointing at it.
+#   main        LiveKit room.auto_create=false; jwt full access for our homeserver (it creates the room)
+#   restricted  LiveKit room.auto_create=false; jwt full access list EXCLUDES our homeserver
+#               -> token issued, room never created -> LiveKit answers 404 "requested room does not exist"
+#   full        LiveKit room.max_participants=$FULL_MAX_PARTICIPANTS (1); jwt full access
+#   limited     LiveKit limit.num_tracks=$LIMITED_NUM_TRACKS (1); jwt full access -> 503 once the limit is hit
+# STACK_VARIANTS=0 starts only Synapse + main.
+#
+# Environment (defaults):
+#   MATRIXRTC_STACK_CACHE  $HOME/.cache/matrixrtc-stack       (install dir; binaries in bin/, synapse in venv/)
+#   STACK_RUN_DIR          $MATRIXRTC_STACK_CACHE/run
+#   STACK_READY_TIMEOUT    90 (seconds per service)
+#   STACK_KEEP_ON_FAIL     0  (1: do not stop the other services when one fails to come up)
+#   SYNAPSE_PORT 8008  SYNAPSE_TLS_PORT 8448  SYNAPSE_SERVER_NAME localhost:$SYNAPSE_TLS_PORT
+#   REGISTRATION_SHARED_SECRET  (random, kept in the run dir)
+#   LIVEKIT_API_KEY devkey  LIVEKIT_API_SECRET devsecret-devsecret-devsecret-32chars
+#   LK_MAIN_PORT 7880 LK_MAIN_UDP_PORT 7882 LK_MAIN_TCP_PORT 0 JWT_MAIN_PORT 8080
+#   LK_RESTRICTED_PORT 7890 LK_RESTRICTED_UDP_PORT 7892 LK_RESTRICTED_TCP_PORT 0 JWT_RESTRICTED_PORT 8081
+#   LK_FULL_PORT 7900 LK_FULL_UDP_PORT 7902 LK_FULL_TCP_PORT 0 JWT_FULL_PORT 8082
+#   LK_LIMITED_PORT 7910 LK_LIMITED_UDP_PORT 7912 LK_LIMITED_TCP_PORT 0 JWT_LIMITED_PORT 8083
+#   RESTRICTED_FULL_ACCESS  not-this-server.invalid   FULL_MAX_PARTICIPANTS 1   LIMITED_NUM_TRACKS 1
+#   LK_LOG_LEVEL info
+#   (LK_*_TCP_PORT=0 disables ICE/TCP; a non-zero port is bound by LiveKit on the WILDCARD address.)
+set -euo pipefail
+
+CACHE="${MATRIXRTC_STACK_CACHE:-$HOME/.cache/matrixrtc-stack}"
+RUN="${STACK_RUN_DIR:-$CACHE/run}"
+BIN="$CACHE/bin"
+VENV="$CACHE/venv"
+READY_TIMEOUT="${STACK_READY_TIMEOUT:-90}"
+VARIANTS="${STACK_VARIANTS:-1}"
+
+SYNAPSE_PORT="${SYNAPSE_PORT:-8008}"
+SYNAPSE_TLS_PORT="${SYNAPSE_TLS_PORT:-8448}"
+SERVER_NAME="${SYNAPSE_SERVER_NAME:-localhost:$SYNAPSE_TLS_PORT}"
+LK_KEY="${LIVEKIT_API_KEY:-devkey}"
+LK_SECRET="${LIVEKIT_API_SECRET:-devsecret-devsecret-devsecret-32chars}"
+LK_LOG_LEVEL="${LK_LOG_LEVEL:-info}"
+RESTRICTED_FULL_ACCESS="${RESTRICTED_FULL_ACCESS:-not-this-server.invalid}"
+FULL_MAX_PARTICIPANTS="${FULL_MAX_PARTICIPANTS:-1}"
+LIMITED_NUM_TRACKS="${LIMITED_NUM_TRACKS:-1}"
+
+# name  lk_port  udp_port  tcp_port  jwt_port
+INSTANCES=("main ${LK_MAIN_PORT:-7880} ${LK_MAIN_UDP_PORT:-7882} ${LK_MAIN_TCP_PORT:-0} ${JWT_MAIN_PORT:-8080}")
+if [ "$VARIANTS" = 1 ]; then
+  INSTANCES+=(
+    "restricted ${LK_RESTRICTED_PORT:-7890} ${LK_RESTRICTED_UDP_PORT:-7892} ${LK_RESTRICTED_TCP_PORT:-0} ${JWT_RESTRICTED_PORT:-8081}"
+    "full ${LK_FULL_PORT:-7900} ${LK_FULL_UDP_PORT:-7902} ${LK_FULL_TCP_PORT:-0} ${JWT_FULL_PORT:-8082}"
+    "limited ${LK_LIMITED_PORT:-7910} ${LK_LIMITED_UDP_PORT:-7912} ${LK_LIMITED_TCP_PORT:-0} ${JWT_LIMITED_PORT:-8083}"
+  )
+fi
+
+PIDS="$RUN/pids"
+LOGS="$RUN/logs"
+
+log() { printf '[stack %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+err() { printf '[stack] ERROR: %s\n' "$*" >&2; }
+
+pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
+
+http_code() { # url [curl args...]
+  local url="$1"; shift
+  curl -s -o /dev/null -w '%{http_code}' --max-time 3 --noproxy '*' "$@" "$url" 2>/dev/null || true
+}
+
+# start NAME LOGFILE CMD... : start in its own session, record pid
+start_proc() {
+  local name="$1" logf="$2"; shift 2
+  local pid
+  pid=$(pid_of "$name")
+  if pid_alive "$pid"; then
+    log "$name already running (pid $pid)"
+    return 0
+  fi
+  : >"$logf"
+  setsid nohup "$@" >>"$logf" 2>&1 </dev/null &
+  echo $! >"$PIDS/$name.pid"
+  log "$name started (pid $!), log $logf"
+}
+
+# wait_ready NAME LOGFILE URL [curl args...] : poll until 200, bounded
+wait_ready() {
+  local name="$1" logf="$2" url="$3"; shift 3
+  local deadline=$(( $(date +%s) + READY_TIMEOUT )) code pid
+  pid=$(pid_of "$name")
+  while :; do
+    code=$(http_code "$url" "$@")
+    if [ "$code" = 200 ]; then
+      log "$name ready ($url -> 200)"
+      return 0
+    fi
+    if ! pid_alive "$pid"; then
+      fail_service "$name" "$logf" "process $pid exited before becoming ready (last $url -> ${code:-none})"
+      return 1
+    fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      fail_service "$name" "$logf" "not ready after ${READY_TIMEOUT}s (last $url -> ${code:-none})"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+fail_service() {
+  local name="$1" logf="$2" why="$3"
+  err "service '$name' failed: $why"
+  err "log file: $logf"
+  err "---- last 40 lines of $logf ----"
+  tail -n 40 "$logf" >&2 || true
+  err "---- end of log ----"
+}
+
+# ------------------------------------------------------------------------------------------------ config
+make_tls() {
+  mkdir -p "$RUN/tls"
+  if [ ! -s "$RUN/tls/hs.crt" ] || [ ! -s "$RUN/tls/hs.key" ]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=localhost \
+      -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+      -keyout "$RUN/tls/hs.key" -out "$RUN/tls/hs.crt" 2>/dev/null
+    log "made self-signed cert $RUN/tls/hs.crt"
+  fi
+}
+
+synapse_config() {
+  local hs="$RUN/synapse"
+  mkdir -p "$hs"
+  if [ ! -s "$RUN/registration_shared_secret" ]; then
+    if [ -n "${REGISTRATION_SHARED_SECRET:-}" ]; then
+      printf '%s' "$REGISTRATION_SHARED_SECRET" >"$RUN/registration_shared_secret"
+    else
+      openssl rand -hex 24 | tr -d '\n' >"$RUN/registration_shared_secret"
+    fi
+  fi
+  REG_SECRET=$(cat "$RUN/registration_shared_secret")
+  if [ ! -s "$hs/homeserver.yaml" ]; then
+    log "generating Synapse config for $SERVER_NAME"
+    "$VENV/bin/python" -m synapse.app.homeserver --server-name "$SERVER_NAME" \
+      --config-path "$hs/homeserver.yaml" --data-directory "$hs" \
+      --generate-config --report-stats=no >"$LOGS/synapse-generate.log" 2>&1 || {
+        fail_service synapse-generate "$LOGS/synapse-generate.log" "config generation failed"; return 1; }
+  fi
+  # Log only to stdout (our log file); the generated log config would also write homeserver.log.
+  cat >"$hs/log.yaml" <<'EOF'
+version: 1
+formatters:
+  precise: {format: '%(asctime)s - %(name)s - %(lineno)d - %(levelname)s - %(request)s - %(message)s'}
+handlers:
+  console: {class: logging.StreamHandler, formatter: precise}
+loggers:
+  synapse.storage.SQL: {level: INFO}
+root: {level: INFO, handlers: [console]}
+disable_existing_loggers: false
+EOF
+  local rl='{per_second: 10000, burst_count: 10000}'
+  cat >"$hs/overrides.yaml" <<EOF
+# Written by scripts/stack/stack.sh on every 'up'; merged over homeserver.yaml (top-level keys win).
+server_name: "$SERVER_NAME"
+public_baseurl: "http://127.0.0.1:$SYNAPSE_PORT/"
+report_stats: false
+log_config: "$hs/log.yaml"
+pid_file: "$hs/homeserver.pid"
+listeners:
+  - {port: $SYNAPSE_PORT, type: http, tls: false, x_forwarded: false, bind_addresses: ['127.0.0.1'], resources: [{names: [client], compress: false}]}
+  - {port: $SYNAPSE_TLS_PORT, type: http, tls: true, bind_addresses: ['127.0.0.1'], resources: [{names: [openid], compress: false}]}
+tls_certificate_path: "$RUN/tls/hs.crt"
+tls_private_key_path: "$RUN/tls/hs.key"
+database: {name: sqlite3, args: {database: "$hs/homeserver.db"}}
+media_store_path: "$hs/media_store"
+signing_key_path: "$hs/signing.key"
+trusted_key_servers: []
+suppress_key_server_warning: true
+federation_domain_whitelist: []
+registration_shared_secret: "$REG_SECRET"
+enable_registration: true
+enable_registration_without_verification: true
+experimental_features: {msc3266_enabled: true, msc4143_enabled: true, msc4222_enabled: true, msc4354_enabled: true}
+max_event_delay_duration: 24h
+matrix_rtc:
+  transports:
+    - {type: livekit, livekit_service_url: "http://127.0.0.1:$(jwt_port main)"}
+rc_message: $rl
+rc_delayed_event_mgmt: $rl
+rc_registration: $rl
+rc_login: {address: $rl, account: $rl, failed_attempts: $rl}
+rc_joins: {local: $rl, remote: $rl}
+rc_joins_per_room: $rl
+rc_room_creation: $rl
+rc_invites: {per_room: $rl, per_user: $rl, per_issuer: $rl}
+rc_3pid_validation: $rl
+rc_presence: {per_user: $rl}
+rc_admin_redaction: $rl
+EOF
+}
+
+jwt_port() { # instance name -> its jwt port
+  local i n p u t j
+  for i in "${INSTANCES[@]}"; do read -r n p u t j <<<"$i"; [ "$n" = "$1" ] && { echo "$j"; return; }; done
+}
+
+livekit_config() { # name lk_port udp tcp
+  local name="$1" port="$2" udp="$3" tcp="$4" extra=""
+  case "$name" in
+    main|restricted) extra=$'room:\n  auto_create: false' ;;
+    full) extra=$'room:\n  auto_create: true\n  max_participants: '"$FULL_MAX_PARTICIPANTS" ;;
+    limited) extra=$'room:\n  auto_create: true\nlimit:\n  num_tracks: '"$LIMITED_NUM_TRACKS" ;;
+  esac
+  cat >"$RUN/livekit-$name.yaml" <<EOF
+# Written by scripts/stack/stack.sh ($name)
+port: $port
+bind_addresses: ["127.0.0.1"]
+rtc:
+  udp_port: $udp
+  tcp_port: $tcp
+  node_ip: 127.0.0.1
+  use_external_ip: false
+  enable_loopback_candidate: true
+  interfaces:
+    includes: [lo]
+turn:
+  enabled: false
+keys:
+  $LK_KEY: $LK_SECRET
+logging:
+  level: $LK_LOG_LEVEL
+$extra
+EOF
+}
+
+full_access_for() {
+  case "$1" in restricted) echo "$RESTRICTED_FULL_ACCESS" ;; *) echo "$SERVER_NAME" ;; esac
+}
+
+write_stack_json() {
+  local pybin=python3
+  [ -x "$VENV/bin/python" ] && pybin="$VENV/bin/python"
+  local inst_json=""
+  local i
+  for i in "${INSTANCES[@]}"; do inst_json+="$i;"; done
+  STACK_JSON_OUT="$RUN/stack.json" RUN="$RUN" SERVER_NAME="$SERVER_NAME" SYNAPSE_PORT="$SYNAPSE_PORT" \
+  SYNAPSE_TLS_PORT="$SYNAPSE_TLS_PORT" REG_SECRET="$REG_SECRET" LK_KEY="$LK_KEY" LK_SECRET="$LK_SECRET" \
+  INSTANCES_STR="$inst_json" RESTRICTED_FULL_ACCESS="$RESTRICTED_FULL_ACCESS" \
+  FULL_MAX_PARTICIPANTS="$FULL_MAX_PARTICIPANTS" LIMITED_NUM_TRACKS="$LIMITED_NUM_TRACKS" "$pybin" - <<'PY'
+import json, os
+e = os.environ
+run = e["RUN"]
+def pid(n):
+    try:
+        return int(open(os.path.join(run, "pids", n + ".pid")).read().strip())
+    except Exception:
+        return None
+out = {
+    "run_dir": run,
+    "homeserver": {
+        "base_url": f"http://127.0.0.1:{e['SYNAPSE_PORT']}",
+        "server_name": e["SERVER_NAME"],
+        "federation_tls_url": f"https://127.0.0.1:{e['SYNAPSE_TLS_PORT']}",
+        "tls_cert": os.path.join(run, "tls", "hs.crt"),
+        "registration_shared_secret": e["REG_SECRET"],
+        "pid": pid("synapse"),
+        "log": os.path.join(run, "logs", "synapse.log"),
+    },
+    "livekit_api_key": e["LK_KEY"],
+    "livekit_api_secret": e["LK_SECRET"],
+    "livekit": {},
+    "jwt_services": {},
+}
+for spec in filter(None, e["INSTANCES_STR"].split(";")):
+    name, lk, udp, tcp, jwt = spec.split()
+    lkd = {
+        "ws_url": f"ws://127.0.0.1:{lk}",
+        "http_url": f"http://127.0.0.1:{lk}",
+        "udp_port": int(udp),
+        "tcp_port": int(tcp),
+        "auto_create": name not in ("main", "restricted"),
+        "pid": pid("livekit-" + name),
+        "log": os.path.join(run, "logs", f"livekit-{name}.log"),
+        "config": os.path.join(run, f"livekit-{name}.yaml"),
+    }
+    if name == "full":
+        lkd["max_participants"] = int(e["FULL_MAX_PARTICIPANTS"])
+    if name == "limited":
+        lkd["num_tracks_limit"] = int(e["LIMITED_NUM_TRACKS"])
+    out["livekit"][name] = lkd
+    out["jwt_services"][name] = {
+        "url": f"http://127.0.0.1:{jwt}",
+        "livekit": name,
+        "livekit_ws_url": lkd["ws_url"],
+        "full_access_homeservers": e["RESTRICTED_FULL_ACCESS"] if name == "restricted" else e["SERVER_NAME"],
+        "pid": pid("lk-jwt-" + name),
+        "log": os.path.join(run, "logs", f"lk-jwt-{name}.log"),
+    }
+tmp = e["STACK_JSON_OUT"] + ".tmp"
+with open(tmp, "w") as f:
+    json.dump(out, f, indent=2)
+    f.write("\n")
+os.replace(tmp, e["STACK_JSON_OUT"])
+PY
+}
+
+# ------------------------------------------------------------------------------------------------ commands
+all_names() {
+  local i; echo synapse
+  for i in "${INSTANCES[@]}"; do set -- $i; echo "livekit-$1"; echo "lk-jwt-$1"; done
+}
+
+cmd_up() {
+  local t0; t0=$(date +%s)
+  [ -x "$BIN/livekit-server" ] || { err "missing $BIN/livekit-server; run install.sh first"; exit 1; }
+  [ -x "$BIN/lk-jwt-service" ] || { err "missing $BIN/lk-jwt-service; run install.sh first"; exit 1; }
+  [ -x "$VENV/bin/python" ] || { err "missing Synapse venv $VENV; run install.sh first"; exit 1; }
+  mkdir -p "$RUN" "$PIDS" "$LOGS"
+  make_tls
+  synapse_config
+
+  local hs="$RUN/synapse"
+  start_proc synapse "$LOGS/synapse.log" \
+    "$VENV/bin/python" -m synapse.app.homeserver -c "$hs/homeserver.yaml" -c "$hs/overrides.yaml"
+
+  local i name port udp tcp jport
+  for i in "${INSTANCES[@]}"; do
+    read -r name port udp tcp jport <<<"$i"
+    livekit_config "$name" "$port" "$udp" "$tcp"
+    start_proc "livekit-$name" "$LOGS/livekit-$name.log" "$BIN/livekit-server" --config "$RUN/livekit-$name.yaml"
+  done
+  for i in "${INSTANCES[@]}"; do
+    read -r name port udp tcp jport <<<"$i"
+    start_proc "lk-jwt-$name" "$LOGS/lk-jwt-$name.log" env \
+      LIVEKIT_URL="ws://127.0.0.1:$port" LIVEKIT_KEY="$LK_KEY" LIVEKIT_SECRET="$LK_SECRET" \
+      LIVEKIT_JWT_BIND="127.0.0.1:$jport" LIVEKIT_FULL_ACCESS_HOMESERVERS="$(full_access_for "$name")" \
+      LIVEKIT_INSECURE_SKIP_VERIFY_TLS=YES_I_KNOW_WHAT_I_AM_DOING \
+      "$BIN/lk-jwt-service"
+  done
+
+  local ok=1
+  for i in "${INSTANCES[@]}"; do
+    read -r name port udp tcp jport <<<"$i"
+    wait_ready "livekit-$name" "$LOGS/livekit-$name.log" "http://127.0.0.1:$port/" || { ok=0; break; }
+    wait_ready "lk-jwt-$name" "$LOGS/lk-jwt-$name.log" "http://127.0.0.1:$jport/healthz" || { ok=0; break; }
+  done
+  if [ $ok = 1 ]; then
+    wait_ready synapse "$LOGS/synapse.log" "http://127.0.0.1:$SYNAPSE_PORT/health" || ok=0
+  fi
+  if [ $ok = 1 ]; then
+    # the TLS (openid) listener must answer too; 401 M_MISSING_TOKEN proves it is up
+    local c; c=$(http_code "https://127.0.0.1:$SYNAPSE_TLS_PORT/_matrix/federation/v1/openid/userinfo" -k)
+    if [ "$c" != 401 ]; then
+      fail_service synapse "$LOGS/synapse.log" "TLS openid listener 127.0.0.1:$SYNAPSE_TLS_PORT answered '$c', expected 401"
+      ok=0
+    else
+      log "synapse TLS openid listener ready (https://127.0.0.1:$SYNAPSE_TLS_PORT -> 401 without token, as expected)"
+    fi
+  fi
+  if [ $ok != 1 ]; then
+    if [ "${STACK_KEEP_ON_FAIL:-0}" != 1 ]; then
+      err "stopping the services that were started (set STACK_KEEP_ON_FAIL=1 to keep them)"
+      cmd_down >&2
+    fi
+    exit 1
+  fi
+  write_stack_json
+  log "stack up in $(( $(date +%s) - t0 )) s; $RUN/stack.json"
+}
+
+cmd_down() {
+  local name pid any=0 pids=()
+  [ -d "$PIDS" ] || { log "nothing to stop (no $PIDS)"; return 0; }
+  for f in "$PIDS"/*.pid; do
+    [ -e "$f" ] || continue
+    name=$(basename "$f" .pid); pid=$(cat "$f")
+    if pid_alive "$pid"; then
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$name:$pid"); any=1
+    fi
+  done
+  local deadline=$(( $(date +%s) + 15 )) p
+  for p in "${pids[@]}"; do
+    name=${p%%:*}; pid=${p##*:}
+    while pid_alive "$pid" && [ "$(date +%s)" -lt "$deadline" ]; do sleep 0.2; done
+    if pid_alive "$pid"; then
+      log "$name (pid $pid) did not stop on TERM; sending KILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    log "$name (pid $pid) stopped"
+  done
+  rm -f "$PIDS"/*.pid
+  [ $any = 1 ] || log "nothing was running"
+}
+
+cmd_status() {
+  local name pid state health i port udp tcp jport
+  printf '%-22s %-8s %-6s %s\n' SERVICE PID ALIVE HEALTH
+  pid=$(pid_of synapse); state=$(pid_alive "$pid" && echo yes || echo no)
+  printf '%-22s %-8s %-6s %s\n' synapse "${pid:--}" "$state" \
+    "/health=$(http_code "http://127.0.0.1:$SYNAPSE_PORT/health") tls-userinfo=$(http_code "https://127.0.0.1:$SYNAPSE_TLS_PORT/_matrix/federation/v1/openid/userinfo" -k)"
+  for i in "${INSTANCES[@]}"; do
+    read -r name port udp tcp jport <<<"$i"
+    pid=$(pid_of "livekit-$name"); state=$(pid_alive "$pid" && echo yes || echo no)
+    printf '%-22s %-8s %-6s %s\n' "livekit-$name" "${pid:--}" "$state" "GET :$port/=$(http_code "http://127.0.0.1:$port/")"
+    pid=$(pid_of "lk-jwt-$name"); state=$(pid_alive "$pid" && echo yes || echo no)
+    printf '%-22s %-8s %-6s %s\n' "lk-jwt-$name" "${pid:--}" "$state" "GET :$jport/healthz=$(http_code "http://127.0.0.1:$jport/healthz")"
+  done
+  [ -f "$RUN/stack.json" ] && echo "stack.json: $RUN/stack.json"
+  return 0
+}
+
+cmd_clean() {
+  cmd_down
+  case "$RUN" in
+    ""|/) err "refusing to delete '$RUN'"; exit 1 ;;
+  esac
+  rm -rf "$RUN"
+  log "removed $RUN"
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  clean) cmd_clean ;;
+  *) echo "usage: $0 up|down|status|clean" >&2; exit 2 ;;
+esac

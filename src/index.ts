@@ -1,0 +1,53 @@
+export {
+  connectionMachine,
+  type ConnectionMachine,
+  type ConnectionMachineContext,
+  type ConnectionMachineEvent,
+  type ConnectionMachineInput,
+  type OpenIDToken,
+  type RoomConnectionState,
+  type SfuCredentials,
+} from "../machines/connection.machine";
+export { createConnectionActor, type ConnectionActorOptions } from "./createConnectionActor";
+export { createConnectionActors, PhaseTimeoutError, DEFAULT_TIMEOUTS, type ConnectionActorsOptions } from "./actors";
+export { Connection, type Behavior, type ConnectionOpts } from "./Connection";
+export { ConnectionState, connectionStateOf } from "./connectionState";
+export {
+  CallError,
+  ErrorCategory,
+  ErrorCode,
+  FailToGetOpenIdToken,
+  InsufficientCapacityError,
+  LivekitConnectionError,
+  PeerConnectionTimeoutError,
+  SFURoomCreationRestrictedError,
+  UnknownCallError,
+  isCallError,
+  mapConnectError,
+  toCallError,
+  type CallErrorName,
+} from "./errors";
+export {
+  CALL_SLOT_ID,
+  InsecureTransportError,
+  SfuConfigError,
+  decodeLivekitJwt,
+  getSFUConfigWithOpenID,
+  requestOpenIdToken,
+  requestSfuConfig,
+  type GetSfuConfigOptions,
+  type OpenIdRequestOptions,
+  type SfuConfigRequestOptions,
+} from "./sfuConfig";
+export { DEFAULT_RETRY } from "./retry";
+export { Secret } from "./secret";
+export type {
+  CallMembershipIdentityParts,
+  LivekitRoomLike,
+  LivekitTransportConfig,
+  Logger,
+  OpenIDClientParts,
+  RetryOptions,
+  SFUConfig,
+  TimeoutOptions,
+} from "./types";

@@ -1,0 +1,106 @@
+import type { Logger, RetryOptions } from "./types";
+
+export const DEFAULT_RETRY: Required<RetryOptions> = { maxAttempts: 5, initialDelayMs: 2000 };
+
+interface ErrorWithRetryHints {
+  name?: string;
+  httpStatus?: number;
+  retryAfterMs?: number;
+  data?: { retry_after_ms?: unknown };
+  getRetryAfterMs?: () => number | null;
+}
+
+function retryAfterOf(e: ErrorWithRetryHints): number | undefined {
+  if (typeof e.retryAfterMs === "number") return e.retryAfterMs;
+  if (typeof e.getRetryAfterMs === "function") {
+    try {
+      const ms = e.getRetryAfterMs();
+      if (typeof ms === "number") return ms;
+    } catch {
+      // matrix-js-sdk throws when the error carries no usable hint
+    }
+  }
+  const fromBody = e.data?.retry_after_ms;
+  return typeof fromBody === "number" ? fromBody : undefined;
+}
+
+/**
+ * How long to wait before attempt `attempt + 1` (0-based `attempt` just failed), or -1 to give up:
+ * 4xx other than 429, aborts and malformed input are final; a 429's Retry-After / `retry_after_ms` wins over the backoff.
+ */
+export function retryDelayMs(error: unknown, attempt: number, initialDelayMs: number): number {
+  const e = (typeof error === "object" && error !== null ? error : {}) as ErrorWithRetryHints;
+  // Aborts and time-outs end the phase; TypeError and InsecureTransportError mean bad input or a malformed
+  // answer, which asking again will not mend.
+  if (["AbortError", "TimeoutError", "TypeError", "InsecureTransportError"].includes(e.name ?? "")) return -1;
+  const status = e.httpStatus;
+  if (typeof status === "number" && status >= 400 && status < 500 && status !== 429) return -1;
+  if (status === 429) {
+    const hinted = retryAfterOf(e);
+    if (hinted !== undefined && hinted >= 0) return hinted;
+  }
+  return initialDelayMs * 2 ** attempt;
+}
+
+/** Resolves after `ms`, or rejects with the signal's reason as soon as it aborts. */
+export function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** Settles like `promise`, or rejects with the signal's reason if it aborts first. */
+export function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+/** Runs `operation` until it succeeds, the policy gives up, or `signal` aborts. */
+export async function withRetry<T>(
+  what: string,
+  operation: (attempt: number) => Promise<T>,
+  options: { retry?: RetryOptions; signal: AbortSignal; logger: Logger },
+): Promise<T> {
+  const { maxAttempts, initialDelayMs } = { ...DEFAULT_RETRY, ...options.retry };
+  for (let attempt = 0; ; attempt++) {
+    options.signal.throwIfAborted();
+    try {
+      return await operation(attempt);
+    } catch (e) {
+      if (options.signal.aborted) throw options.signal.reason;
+      const delay = retryDelayMs(e, attempt, initialDelayMs);
+      if (delay < 0 || attempt + 1 >= maxAttempts) throw e;
+      options.logger.info(
+        `${what} failed (attempt ${attempt + 1} of ${maxAttempts}: ${describe(e)}); retrying in ${delay} ms`,
+      );
+      await sleep(delay, options.signal);
+    }
+  }
+}
+
+/** A one-line description of an error for logs: its name and message, never its data. */
+export function describe(e: unknown): string {
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+}

@@ -1,0 +1,43 @@
+/**
+ * A value that must never be printed: the LiveKit JWT and the OpenID access token travel through the
+ * statechart (context, events, actor input) inside a `Secret`, so snapshots and inspection events that an app
+ * logs or sends to a visualiser carry no credential. The value is kept in a module-private WeakMap, not on the
+ * object, so it is not reachable by walking or serialising the object.
+ */
+const values = new WeakMap<Secret<unknown>, unknown>();
+
+const REDACTED = "[redacted]";
+
+export class Secret<T> {
+  constructor(value: T) {
+    values.set(this, value);
+    Object.freeze(this);
+  }
+
+  toJSON(): string {
+    return REDACTED;
+  }
+
+  toString(): string {
+    return REDACTED;
+  }
+
+  [Symbol.for("nodejs.util.inspect.custom")](): string {
+    return `Secret(${REDACTED})`;
+  }
+}
+
+/** Reads a secret's value. Internal: only the actors that need the credential call it. */
+export function reveal<T>(secret: Secret<T>): T {
+  if (!values.has(secret)) throw new TypeError("not a Secret");
+  return values.get(secret) as T;
+}
+
+/** Replaces every occurrence of the given secret strings in `text`. */
+export function redact(text: string, secrets: readonly (string | undefined)[]): string {
+  let out = text;
+  for (const s of secrets) {
+    if (s && s.length >= 4) out = out.split(s).join(REDACTED);
+  }
+  return out;
+}

@@ -1,0 +1,305 @@
+import { FailToGetOpenIdToken } from "./errors";
+import { silentLogger } from "./logger";
+import { abortable, describe, withRetry } from "./retry";
+import { redact } from "./secret";
+import type {
+  CallMembershipIdentityParts,
+  Logger,
+  OpenIDClientParts,
+  OpenIDToken,
+  RetryOptions,
+  SFUConfig,
+} from "./types";
+
+/** The slot every MatrixRTC call uses today (MSC4143). */
+export const CALL_SLOT_ID = "m.call#ROOM";
+
+const MAX_BODY_IN_ERROR = 300;
+
+/** A failure talking to the auth service: HTTP status, Matrix `errcode` and the start of the body. */
+export class SfuConfigError extends Error {
+  override readonly name = "SfuConfigError";
+  readonly endpoint: string;
+  readonly httpStatus?: number;
+  readonly errcode?: string;
+  readonly body?: string;
+  readonly retryAfterMs?: number;
+
+  constructor(
+    message: string,
+    details: { endpoint: string; httpStatus?: number; errcode?: string; body?: string; retryAfterMs?: number },
+    cause?: unknown,
+  ) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.endpoint = details.endpoint;
+    this.httpStatus = details.httpStatus;
+    this.errcode = details.errcode;
+    this.body = details.body;
+    this.retryAfterMs = details.retryAfterMs;
+  }
+}
+
+/** A URL that would carry credentials in clear text to a host that is not this machine. */
+export class InsecureTransportError extends Error {
+  override readonly name = "InsecureTransportError";
+}
+
+const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
+
+/**
+ * Parses `raw` and checks its scheme: `https:`/`wss:` always pass, `http:`/`ws:` only to a loopback host or
+ * when `allowInsecureTransport` is set. Throws a TypeError for anything unparsable or of another scheme.
+ */
+export function checkTransportUrl(
+  raw: string,
+  what: string,
+  schemes: "http" | "http-or-ws",
+  allowInsecureTransport = false,
+): URL {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new TypeError(`${what} is not a valid URL: ${JSON.stringify(String(raw).slice(0, 200))}`);
+  }
+  const secure = schemes === "http" ? ["https:"] : ["https:", "wss:"];
+  const insecure = schemes === "http" ? ["http:"] : ["http:", "ws:"];
+  if (secure.includes(url.protocol)) return url;
+  if (!insecure.includes(url.protocol)) {
+    throw new TypeError(`${what} must use ${[...secure, ...insecure].join(" or ")}, not ${url.protocol}`);
+  }
+  if (!allowInsecureTransport && !LOOPBACK.test(url.hostname)) {
+    throw new InsecureTransportError(
+      `${what} (${url.origin}) is not encrypted; use ${secure.join("/")} or set allowInsecureTransport`,
+    );
+  }
+  return url;
+}
+
+function base64UrlDecode(segment: string): string {
+  if (!/^[A-Za-z0-9_-]*$/.test(segment)) throw new TypeError("not base64url");
+  const b64 = segment.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (segment.length % 4)) % 4);
+  const binary = atob(b64);
+  const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
+  return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+}
+
+/**
+ * Reads the LiveKit room alias (`video.room`) and identity (`sub`) from a JWT's payload. The signature is
+ * not checked: the SFU does that. Errors never quote the token.
+ */
+export function decodeLivekitJwt(jwt: unknown): { livekitAlias: string; livekitIdentity: string } {
+  if (typeof jwt !== "string") throw new TypeError("the JWT is not a string");
+  const parts = jwt.split(".");
+  if (parts.length !== 3 || parts.some((p) => p.length === 0)) {
+    throw new TypeError(`the JWT does not have three non-empty parts (it has ${parts.length})`);
+  }
+  let payload: { sub?: unknown; video?: { room?: unknown } };
+  try {
+    payload = JSON.parse(base64UrlDecode(parts[1]!)) as typeof payload;
+  } catch {
+    throw new TypeError("the JWT payload is not base64url-encoded JSON");
+  }
+  if (typeof payload !== "object" || payload === null) throw new TypeError("the JWT payload is not an object");
+  const room = payload.video?.room;
+  if (typeof room !== "string" || room === "") throw new TypeError("the JWT grants no LiveKit room (video.room)");
+  if (typeof payload.sub !== "string" || payload.sub === "") throw new TypeError("the JWT has no subject (sub)");
+  return { livekitAlias: room, livekitIdentity: payload.sub };
+}
+
+/** Checks `{url, jwt}` from the auth service or the caller and completes it to an SFUConfig. */
+export function toSfuConfig(body: unknown, allowInsecureTransport = false): SFUConfig {
+  if (typeof body !== "object" || body === null) throw new TypeError("the SFU config is not a JSON object");
+  const { url, jwt } = body as { url?: unknown; jwt?: unknown };
+  if (typeof url !== "string") throw new TypeError("the SFU config has no url");
+  checkTransportUrl(url, "The SFU url", "http-or-ws", allowInsecureTransport);
+  return { url, jwt: jwt as string, ...decodeLivekitJwt(jwt) };
+}
+
+function checkOpenIdToken(token: unknown): OpenIDToken {
+  const t = token as Partial<OpenIDToken> | null;
+  if (
+    typeof t !== "object" ||
+    t === null ||
+    typeof t.access_token !== "string" ||
+    t.access_token === "" ||
+    typeof t.matrix_server_name !== "string" ||
+    t.matrix_server_name === ""
+  ) {
+    throw new TypeError("the homeserver's OpenID token lacks access_token or matrix_server_name");
+  }
+  return t as OpenIDToken;
+}
+
+export interface OpenIdRequestOptions {
+  retry?: RetryOptions;
+  signal?: AbortSignal;
+  logger?: Logger;
+}
+
+/**
+ * `client.getOpenIdToken()` with matrix-js-sdk's retry policy. The request itself cannot be cancelled
+ * (matrix-js-sdk takes no signal); an abort stops the waiting and the retries.
+ */
+export async function requestOpenIdToken(
+  client: OpenIDClientParts,
+  options: OpenIdRequestOptions = {},
+): Promise<OpenIDToken> {
+  const signal = options.signal ?? new AbortController().signal;
+  const logger = options.logger ?? silentLogger;
+  logger.debug("requesting an OpenID token from the homeserver");
+  return withRetry(
+    "OpenID token request",
+    async () => checkOpenIdToken(await abortable(Promise.resolve().then(() => client.getOpenIdToken()), signal)),
+    { retry: options.retry, signal, logger },
+  );
+}
+
+export interface SfuConfigRequestOptions {
+  fetch?: typeof globalThis.fetch;
+  retry?: RetryOptions;
+  signal?: AbortSignal;
+  logger?: Logger;
+  allowInsecureTransport?: boolean;
+}
+
+function retryAfterHeaderMs(value: string | null): number | undefined {
+  if (value === null) return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
+
+async function postJson(
+  fetchFn: typeof globalThis.fetch,
+  endpoint: string,
+  body: unknown,
+  signal: AbortSignal,
+  secret: string,
+): Promise<unknown> {
+  let res: Response;
+  try {
+    res = await fetchFn(endpoint, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(body),
+      signal,
+    });
+  } catch (e) {
+    if (signal.aborted) throw signal.reason;
+    throw new SfuConfigError(`POST ${endpoint} failed: ${redact(describe(e), [secret])}`, { endpoint }, e);
+  }
+  const text = redact(await res.text(), [secret]);
+  let json: unknown = undefined;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // handled below
+  }
+  if (!res.ok) {
+    const { errcode, error, retry_after_ms } = (typeof json === "object" && json !== null ? json : {}) as {
+      errcode?: unknown;
+      error?: unknown;
+      retry_after_ms?: unknown;
+    };
+    const detail = typeof error === "string" ? error : text.slice(0, MAX_BODY_IN_ERROR);
+    throw new SfuConfigError(
+      `POST ${endpoint} answered ${res.status}${typeof errcode === "string" ? ` ${errcode}` : ""}: ${detail}`,
+      {
+        endpoint,
+        httpStatus: res.status,
+        errcode: typeof errcode === "string" ? errcode : undefined,
+        body: text.slice(0, MAX_BODY_IN_ERROR),
+        retryAfterMs:
+          typeof retry_after_ms === "number" ? retry_after_ms : retryAfterHeaderMs(res.headers.get("Retry-After")),
+      },
+    );
+  }
+  if (json === undefined) {
+    throw new SfuConfigError(`POST ${endpoint} answered ${res.status} with a body that is not JSON`, {
+      endpoint,
+      httpStatus: res.status,
+    });
+  }
+  return json;
+}
+
+/**
+ * Trades an OpenID token for the SFU config at a MatrixRTC auth service (lk-jwt-service): `POST /get_token`,
+ * and, if that fails in any way, the legacy `POST /sfu/get`. Once `/get_token` answered 404 or 405 later
+ * attempts go straight to `/sfu/get`. Throws SfuConfigError, InsecureTransportError or TypeError.
+ */
+export async function requestSfuConfig(
+  openIdToken: OpenIDToken,
+  membership: CallMembershipIdentityParts,
+  serviceUrl: string,
+  roomId: string,
+  options: SfuConfigRequestOptions = {},
+): Promise<SFUConfig> {
+  const signal = options.signal ?? new AbortController().signal;
+  const logger = options.logger ?? silentLogger;
+  const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
+  const base = checkTransportUrl(serviceUrl, "The auth service URL", "http", options.allowInsecureTransport).href;
+  const endpoint = (path: string): string => base.replace(/\/+$/, "") + path;
+  const secret = openIdToken.access_token;
+  let newEndpointMissing = false;
+
+  const attempt = async (): Promise<SFUConfig> => {
+    if (!newEndpointMissing) {
+      try {
+        logger.debug(`POST ${endpoint("/get_token")}`);
+        const body = await postJson(
+          fetchFn,
+          endpoint("/get_token"),
+          {
+            room_id: roomId,
+            slot_id: CALL_SLOT_ID,
+            openid_token: openIdToken,
+            member: { id: membership.memberId, claimed_user_id: membership.userId, claimed_device_id: membership.deviceId },
+          },
+          signal,
+          secret,
+        );
+        return toSfuConfig(body, options.allowInsecureTransport);
+      } catch (e) {
+        if (signal.aborted) throw signal.reason;
+        const status = (e as { httpStatus?: number }).httpStatus;
+        newEndpointMissing = status === 404 || status === 405;
+        logger.debug(`/get_token failed (${describe(e)}); trying the legacy /sfu/get`);
+      }
+    }
+    const body = await postJson(
+      fetchFn,
+      endpoint("/sfu/get"),
+      { room: roomId, openid_token: openIdToken, device_id: membership.deviceId },
+      signal,
+      secret,
+    );
+    return toSfuConfig(body, options.allowInsecureTransport);
+  };
+
+  return withRetry("SFU config request", attempt, { retry: options.retry, signal, logger });
+}
+
+export interface GetSfuConfigOptions extends SfuConfigRequestOptions {}
+
+/**
+ * The whole fetch: an OpenID token from the homeserver, then the SFU config from the auth service at
+ * `serviceUrl` for the Matrix room `roomId`. Every failure is a `FailToGetOpenIdToken` whose `cause` says what
+ * went wrong.
+ */
+export async function getSFUConfigWithOpenID(
+  client: OpenIDClientParts,
+  membership: CallMembershipIdentityParts,
+  serviceUrl: string,
+  roomId: string,
+  options: GetSfuConfigOptions = {},
+): Promise<SFUConfig> {
+  try {
+    const token = await requestOpenIdToken(client, options);
+    return await requestSfuConfig(token, membership, serviceUrl, roomId, options);
+  } catch (e) {
+    throw new FailToGetOpenIdToken(e);
+  }
+}

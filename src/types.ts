@@ -1,0 +1,63 @@
+import type { Room } from "livekit-client";
+import type { OpenIDToken } from "../machines/connection.machine";
+
+export type { OpenIDToken };
+
+/** The part of a matrix-js-sdk `MatrixClient` this package calls. */
+export interface OpenIDClientParts {
+  getOpenIdToken(): Promise<OpenIDToken>;
+  getDeviceId?(): string | null;
+}
+
+/** A MatrixRTC LiveKit transport (MSC4143), as found in call memberships. */
+export interface LivekitTransportConfig {
+  type: "livekit";
+  livekit_service_url: string;
+}
+
+/** Who is joining: the Matrix user, their device, and the call membership's id. */
+export interface CallMembershipIdentityParts {
+  userId: string;
+  deviceId: string;
+  memberId: string;
+}
+
+/** What the auth service grants: where the SFU is, the JWT, and what the JWT says. */
+export interface SFUConfig {
+  url: string;
+  jwt: string;
+  /** The LiveKit room name (`video.room` in the JWT). */
+  livekitAlias: string;
+  /** The LiveKit participant identity (`sub` in the JWT). */
+  livekitIdentity: string;
+}
+
+/** Retries of the OpenID and SFU-config requests, like matrix-js-sdk's `calculateRetryBackoff`. */
+export interface RetryOptions {
+  /** Attempts in all, the first included. Default 5. */
+  maxAttempts?: number;
+  /** Delay before the second attempt; it doubles each time. Default 2000 ms (2, 4, 8, 16 s). */
+  initialDelayMs?: number;
+}
+
+/** Time limits of the phases, retries included. */
+export interface TimeoutOptions {
+  /** Default 60 000 ms. */
+  openIdTokenMs?: number;
+  /** Default 60 000 ms. */
+  sfuConfigMs?: number;
+  /** How long `room.disconnect()` may take before the machine counts the room as stopped. Default 10 000 ms. */
+  disconnectMs?: number;
+}
+
+/** The logger shape of matrix-js-sdk (`Logger`); `console`-like loggers with `getChild` fit. */
+export interface Logger {
+  debug(...msg: unknown[]): void;
+  info(...msg: unknown[]): void;
+  warn(...msg: unknown[]): void;
+  error(...msg: unknown[]): void;
+  getChild(namespace: string): Logger;
+}
+
+/** The surface of livekit-client's `Room` this package uses; a real `Room` fits, and so does a test double. */
+export type LivekitRoomLike = Pick<Room, "connect" | "disconnect" | "state" | "remoteParticipants" | "on" | "off">;
