@@ -102,12 +102,9 @@ export class Connection<R extends LivekitRoomLike = Room> {
       const next = readParticipants();
       if (!sameItems(next, this._remoteParticipants$.value)) this._remoteParticipants$.next(next);
     };
-    const roomEvents = [
-      RoomEvent.ParticipantConnected,
-      RoomEvent.ParticipantDisconnected,
-      RoomEvent.ConnectionStateChanged,
-    ] as const;
-    for (const e of roomEvents) room.on(e, onParticipants);
+    room.on(RoomEvent.ParticipantConnected, onParticipants);
+    room.on(RoomEvent.ParticipantDisconnected, onParticipants);
+    room.on(RoomEvent.ConnectionStateChanged, onParticipants);
 
     const subscription = this.actor.subscribe((snapshot) => this.onSnapshot(snapshot));
     this.actor.start();
@@ -115,7 +112,9 @@ export class Connection<R extends LivekitRoomLike = Room> {
     const signal = this.disposeController.signal;
     signal.addEventListener("abort", () => {
       subscription.unsubscribe();
-      for (const e of roomEvents) room.off(e, onParticipants);
+      room.off(RoomEvent.ParticipantConnected, onParticipants);
+      room.off(RoomEvent.ParticipantDisconnected, onParticipants);
+      room.off(RoomEvent.ConnectionStateChanged, onParticipants);
       this._state$.complete();
       this._remoteParticipants$.complete();
     });

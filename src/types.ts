@@ -1,4 +1,4 @@
-import type { Room } from "livekit-client";
+import type { ConnectionState, RemoteParticipant, RoomEvent } from "livekit-client";
 import type { OpenIDToken } from "../machines/connection.machine";
 
 export type { OpenIDToken };
@@ -59,5 +59,19 @@ export interface Logger {
   getChild(namespace: string): Logger;
 }
 
-/** The surface of livekit-client's `Room` this package uses; a real `Room` fits, and so does a test double. */
-export type LivekitRoomLike = Pick<Room, "connect" | "disconnect" | "state" | "remoteParticipants" | "on" | "off">;
+type ParticipantListener = (participant: RemoteParticipant) => void;
+
+/**
+ * The surface of livekit-client's `Room` this package uses; a real `Room` fits, and so does a test double with
+ * the same behaviour.
+ */
+export interface LivekitRoomLike {
+  readonly state: ConnectionState | `${ConnectionState}`;
+  readonly remoteParticipants: ReadonlyMap<string, RemoteParticipant>;
+  connect(url: string, token: string): Promise<void>;
+  disconnect(): Promise<void>;
+  on(event: RoomEvent.ConnectionStateChanged, listener: (state: ConnectionState) => void): unknown;
+  on(event: RoomEvent.ParticipantConnected | RoomEvent.ParticipantDisconnected, listener: ParticipantListener): unknown;
+  off(event: RoomEvent.ConnectionStateChanged, listener: (state: ConnectionState) => void): unknown;
+  off(event: RoomEvent.ParticipantConnected | RoomEvent.ParticipantDisconnected, listener: ParticipantListener): unknown;
+}

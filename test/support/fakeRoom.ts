@@ -1,0 +1,147 @@
+import { EventEmitter } from "node:events";
+import {
+  ConnectionError,
+  ConnectionState,
+  DisconnectReason,
+  RoomEvent,
+  type RemoteParticipant,
+} from "livekit-client";
+
+/** Lets pending promise callbacks and xstate's mailbox run. */
+export const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * A stand-in for livekit-client's `Room` in Node, where the real one cannot connect. It reproduces the real
+ * ordering (livekit-client 2.23 `Room.connect`/`disconnect`/`handleDisconnect`):
+ * - `connect()` first awaits a lock, then emits `connectionStateChanged('connecting')`;
+ * - success emits `connectionStateChanged('connected')` and `connected` before the promise resolves;
+ * - failure emits `connectionStateChanged('disconnected')` and `disconnected` before it rejects;
+ * - `disconnect()` during a connect rejects that connect with `ConnectionError.cancelled(...)`, then clears the
+ *   remote participants and emits `disconnected`; `disconnect()` when disconnected does nothing.
+ * The test decides when a connect succeeds or fails (`succeedConnect`, `failConnect`), or sets `autoConnect`.
+ */
+export class FakeRoom extends EventEmitter {
+  state: ConnectionState = ConnectionState.Disconnected;
+  readonly remoteParticipants = new Map<string, RemoteParticipant>();
+  readonly connectCalls: { url: string; token: string }[] = [];
+  disconnectCalls = 0;
+  /** When set, a connect completes by itself this way after the 'connecting' event. */
+  autoConnect: "succeed" | Error | undefined;
+  /** When set, `disconnect()` waits for `releaseDisconnect()` (to observe the machine's Stopping state). */
+  holdDisconnect = false;
+  /** When false, `disconnect()` leaves a pending connect alone (to let a connect succeed after a stop). */
+  cancelOnDisconnect = true;
+  /** When set, `disconnect()` rejects with it (after disconnecting). */
+  disconnectError: Error | undefined;
+
+  private pending: { resolve: () => void; reject: (e: Error) => void } | undefined;
+  private heldDisconnect: (() => void) | undefined;
+
+  async connect(url: string, token: string): Promise<void> {
+    this.connectCalls.push({ url, token });
+    await Promise.resolve(); // the disconnect lock
+    if (this.state === ConnectionState.Connected) return;
+    this.setState(ConnectionState.Connecting);
+    const done = new Promise<void>((resolve, reject) => {
+      this.pending = { resolve, reject };
+    });
+    if (this.autoConnect === "succeed") queueMicrotask(() => this.succeedConnect());
+    else if (this.autoConnect) {
+      const e = this.autoConnect;
+      queueMicrotask(() => this.failConnect(e));
+    }
+    return done;
+  }
+
+  succeedConnect(): void {
+    const p = this.take();
+    this.setState(ConnectionState.Connected);
+    this.emit(RoomEvent.Connected);
+    p.resolve();
+  }
+
+  failConnect(error: Error): void {
+    const p = this.take();
+    this.handleDisconnect(DisconnectReason.JOIN_FAILURE);
+    p.reject(error);
+  }
+
+  async disconnect(): Promise<void> {
+    this.disconnectCalls++;
+    await Promise.resolve(); // the disconnect lock
+    if (this.state === ConnectionState.Disconnected) return;
+    if (this.pending && this.cancelOnDisconnect) {
+      const p = this.pending;
+      this.pending = undefined;
+      p.reject(ConnectionError.cancelled("Client initiated disconnect"));
+    }
+    if (this.holdDisconnect) await new Promise<void>((resolve) => (this.heldDisconnect = resolve));
+    this.handleDisconnect(DisconnectReason.CLIENT_INITIATED);
+    if (this.disconnectError) throw this.disconnectError;
+  }
+
+  releaseDisconnect(): void {
+    this.heldDisconnect?.();
+    this.heldDisconnect = undefined;
+  }
+
+  get connectPending(): boolean {
+    return this.pending !== undefined;
+  }
+
+  // Server-side happenings while connected.
+  signalReconnecting(): void {
+    this.setState(ConnectionState.SignalReconnecting);
+    this.emit(RoomEvent.SignalReconnecting);
+  }
+
+  reconnecting(): void {
+    // A full reconnect drops the remote participants first.
+    for (const p of [...this.remoteParticipants.values()]) this.removeParticipant(p.identity);
+    this.setState(ConnectionState.Reconnecting);
+    this.emit(RoomEvent.Reconnecting);
+  }
+
+  reconnected(): void {
+    this.setState(ConnectionState.Connected);
+    this.emit(RoomEvent.Reconnected);
+  }
+
+  lose(): void {
+    this.handleDisconnect(DisconnectReason.SIGNAL_CLOSE);
+  }
+
+  addParticipant(identity: string): RemoteParticipant {
+    const p = { identity, sid: `PA_${identity}` } as RemoteParticipant;
+    this.remoteParticipants.set(identity, p);
+    this.emit(RoomEvent.ParticipantConnected, p);
+    return p;
+  }
+
+  removeParticipant(identity: string): void {
+    const p = this.remoteParticipants.get(identity);
+    if (!p) return;
+    this.remoteParticipants.delete(identity);
+    this.emit(RoomEvent.ParticipantDisconnected, p);
+  }
+
+  private take(): { resolve: () => void; reject: (e: Error) => void } {
+    const p = this.pending;
+    if (!p) throw new Error("no connect is pending");
+    this.pending = undefined;
+    return p;
+  }
+
+  private handleDisconnect(reason: DisconnectReason): void {
+    if (this.state === ConnectionState.Disconnected) return;
+    this.remoteParticipants.clear();
+    this.setState(ConnectionState.Disconnected);
+    this.emit(RoomEvent.Disconnected, reason);
+  }
+
+  private setState(state: ConnectionState): void {
+    if (this.state === state) return;
+    this.state = state;
+    this.emit(RoomEvent.ConnectionStateChanged, state);
+  }
+}

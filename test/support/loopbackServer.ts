@@ -1,0 +1,119 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+
+export interface RecordedRequest {
+  method: string;
+  path: string;
+  headers: IncomingMessage["headers"];
+  body: string;
+  json: unknown;
+  at: number;
+  /** Set when the client closed the connection before a response was sent. */
+  aborted: boolean;
+}
+
+export type Handler = (req: RecordedRequest, res: ServerResponse) => void;
+
+/** A real HTTP server on 127.0.0.1 whose routes the test programs; every request is recorded. */
+export class LoopbackServer {
+  readonly requests: RecordedRequest[] = [];
+  private readonly routes = new Map<string, Handler[]>();
+  private readonly fallback = new Map<string, Handler>();
+  private abortWaiters: (() => void)[] = [];
+
+  private constructor(
+    private readonly server: Server,
+    readonly url: string,
+  ) {}
+
+  static async start(): Promise<LoopbackServer> {
+    let self: LoopbackServer | undefined;
+    const server = createServer((req, res) => self!.dispatch(req, res));
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const { port } = server.address() as AddressInfo;
+    self = new LoopbackServer(server, `http://127.0.0.1:${port}`);
+    return self;
+  }
+
+  /** Answers the next request to `path` with `handler` (queued, first in first out). */
+  once(path: string, handler: Handler): this {
+    const queue = this.routes.get(path) ?? [];
+    queue.push(handler);
+    this.routes.set(path, queue);
+    return this;
+  }
+
+  /** Answers every request to `path` that no `once` handler takes. */
+  always(path: string, handler: Handler): this {
+    this.fallback.set(path, handler);
+    return this;
+  }
+
+  to(path: string): RecordedRequest[] {
+    return this.requests.filter((r) => r.path === path);
+  }
+
+  /** Resolves when a request's client has gone away before being answered. */
+  nextAbort(): Promise<void> {
+    return new Promise((resolve) => this.abortWaiters.push(resolve));
+  }
+
+  reset(): void {
+    this.requests.length = 0;
+    this.routes.clear();
+    this.fallback.clear();
+  }
+
+  async close(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+
+  private dispatch(req: IncomingMessage, res: ServerResponse): void {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks).toString("utf8");
+      let json: unknown;
+      try {
+        json = JSON.parse(body);
+      } catch {
+        json = undefined;
+      }
+      const path = (req.url ?? "/").split("?")[0]!;
+      const recorded: RecordedRequest = {
+        method: req.method ?? "",
+        path,
+        headers: req.headers,
+        body,
+        json,
+        at: Date.now(),
+        aborted: false,
+      };
+      this.requests.push(recorded);
+      res.on("close", () => {
+        if (!res.writableEnded) {
+          recorded.aborted = true;
+          const waiters = this.abortWaiters;
+          this.abortWaiters = [];
+          for (const w of waiters) w();
+        }
+      });
+      const handler = this.routes.get(path)?.shift() ?? this.fallback.get(path);
+      if (handler) handler(recorded, res);
+      else json404(res);
+    });
+  }
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { "Content-Type": "application/json", ...headers });
+  res.end(JSON.stringify(body));
+}
+
+function json404(res: ServerResponse): void {
+  sendJson(res, 404, { errcode: "M_UNRECOGNIZED", error: "Unrecognized request" });
+}
+
+/** A handler that never answers (the client's abort or time-out ends it). */
+export const hang: Handler = () => {};

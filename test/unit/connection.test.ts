@@ -1,0 +1,290 @@
+import { ConnectionError } from "livekit-client";
+import {
+  Connection,
+  ConnectionState,
+  FailToGetOpenIdToken,
+  InsufficientCapacityError,
+  SFURoomCreationRestrictedError,
+  type CallError,
+} from "../../src";
+import { FakeRoom, flush } from "../support/fakeRoom";
+import {
+  ACCESS_TOKEN,
+  GET_TOKEN_PATH,
+  JWT,
+  OPENID_PATH,
+  ROOM_ID,
+  SERVICE_PATH,
+  SFU_GET_PATH,
+  SFU_URL,
+  answer,
+  makeConnection,
+  matrixClient,
+} from "../support/harness";
+import { LoopbackServer } from "../support/loopbackServer";
+import { makeLivekitJwt } from "../support/tokens";
+
+let server: LoopbackServer;
+beforeAll(async () => {
+  server = await LoopbackServer.start();
+});
+afterAll(() => server.close());
+beforeEach(() => {
+  server.reset();
+  server.always(OPENID_PATH, answer.openId).always(GET_TOKEN_PATH, answer.sfuConfig);
+});
+
+const { Initialized, FetchingConfig, Stopped } = ConnectionState;
+const { LivekitDisconnected, LivekitConnecting, LivekitConnected, LivekitReconnecting } = ConnectionState;
+const { LivekitSignalReconnecting } = ConnectionState;
+
+describe("Connection happy path", () => {
+  test("state$ goes Initialized → FetchingConfig → disconnected → connecting → connected, and start() resolves", async () => {
+    const h = makeConnection(server);
+    h.room.autoConnect = "succeed";
+    expect(h.connection.state$.value).toBe(Initialized);
+    const started = h.connection.start();
+    expect(h.connection.state$.value).toBe(FetchingConfig); // synchronously
+    await started;
+    expect(h.states).toEqual([Initialized, FetchingConfig, LivekitDisconnected, LivekitConnecting, LivekitConnected]);
+    expect(h.room.connectCalls).toEqual([{ url: SFU_URL, token: JWT }]);
+    expect(h.connection.livekitAlias).toBe("alias-of-the-call");
+    await h.connection.stop();
+    expect(h.states.at(-1)).toBe(Stopped);
+  });
+
+  test("a late subscriber gets the current value at once", async () => {
+    const h = makeConnection(server);
+    h.room.autoConnect = "succeed";
+    await h.connection.start();
+    const seen: unknown[] = [];
+    h.connection.state$.subscribe((s) => seen.push(s)).unsubscribe();
+    expect(seen).toEqual([LivekitConnected]);
+    await h.connection.stop();
+  });
+
+  test("with existingSFUConfig nothing is fetched and the connect uses that config", async () => {
+    const jwt = makeLivekitJwt({ sub: "me", room: "existing-alias" });
+    const h = makeConnection(server, {
+      existingSFUConfig: { url: "wss://sfu.example.org", jwt, livekitAlias: "existing-alias", livekitIdentity: "me" },
+    });
+    h.room.autoConnect = "succeed";
+    await h.connection.start();
+    expect(server.requests).toHaveLength(0);
+    expect(h.states).toEqual([Initialized, LivekitDisconnected, LivekitConnecting, LivekitConnected]);
+    expect(h.room.connectCalls).toEqual([{ url: "wss://sfu.example.org", token: jwt }]);
+    expect(h.connection.livekitAlias).toBe("existing-alias");
+    await h.connection.stop();
+  });
+
+  test("LiveKit's reconnect states are mirrored, and a final loss shows as disconnected, not as an error", async () => {
+    const h = makeConnection(server);
+    h.room.autoConnect = "succeed";
+    await h.connection.start();
+    h.room.signalReconnecting();
+    h.room.reconnected();
+    h.room.reconnecting();
+    h.room.reconnected();
+    h.room.signalReconnecting();
+    h.room.reconnecting();
+    h.room.lose();
+    await flush();
+    expect(h.states.slice(4)).toEqual([
+      LivekitConnected,
+      LivekitSignalReconnecting,
+      LivekitConnected,
+      LivekitReconnecting,
+      LivekitConnected,
+      LivekitSignalReconnecting,
+      LivekitReconnecting,
+      LivekitDisconnected,
+    ]);
+    await h.connection.stop();
+  });
+
+  test("start() after a lost connection fetches a new config and connects again", async () => {
+    const h = makeConnection(server);
+    h.room.autoConnect = "succeed";
+    await h.connection.start();
+    h.room.lose();
+    await flush();
+    expect(h.connection.state$.value).toBe(LivekitDisconnected);
+    await h.connection.start();
+    expect(h.connection.state$.value).toBe(LivekitConnected);
+    expect(server.to(GET_TOKEN_PATH)).toHaveLength(2);
+    expect(h.room.connectCalls).toHaveLength(2);
+    await h.connection.stop();
+  });
+
+  test("restart from Stopped runs the whole pipeline again", async () => {
+    const h = makeConnection(server);
+    h.room.autoConnect = "succeed";
+    await h.connection.start();
+    await h.connection.stop();
+    await h.connection.start();
+    expect(h.states).toEqual([
+      Initialized,
+      FetchingConfig,
+      LivekitDisconnected,
+      LivekitConnecting,
+      LivekitConnected,
+      Stopped,
+      FetchingConfig,
+      LivekitDisconnected,
+      LivekitConnecting,
+      LivekitConnected,
+    ]);
+    expect(server.to(OPENID_PATH)).toHaveLength(2);
+    await h.connection.stop();
+  });
+});
+
+describe("Connection failures", () => {
+  test("a connect refused with 404 ends in SFURoomCreationRestrictedError and start() rejects with it", async () => {
+    const h = makeConnection(server);
+    h.room.autoConnect = ConnectionError.notAllowed("requested room does not exist", 404);
+    const error = await h.connection.start().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SFURoomCreationRestrictedError);
+    expect(h.states).toEqual([Initialized, FetchingConfig, LivekitDisconnected, LivekitConnecting, error]);
+    expect((error as CallError).message).toBe("Failed to create call");
+  });
+
+  test("the room's 'disconnected' report during a failing connect is not shown before the error", async () => {
+    const h = makeConnection(server);
+    h.room.autoConnect = ConnectionError.serverUnreachable("node full", 503);
+    await expect(h.connection.start()).rejects.toBeInstanceOf(InsufficientCapacityError);
+    expect(h.states.slice(3)).toEqual([LivekitConnecting, expect.any(InsufficientCapacityError)]);
+  });
+
+  test("an auth service failure on both endpoints ends in FailToGetOpenIdToken with the HTTP details", async () => {
+    server.reset();
+    server
+      .always(OPENID_PATH, answer.openId)
+      .always(GET_TOKEN_PATH, answer.status(401, "M_UNAUTHORIZED"))
+      .always(SFU_GET_PATH, answer.status(401, "M_UNAUTHORIZED"));
+    const h = makeConnection(server);
+    const error = (await h.connection.start().catch((e: unknown) => e)) as FailToGetOpenIdToken;
+    expect(error).toBeInstanceOf(FailToGetOpenIdToken);
+    expect(error.code).toBe("OPEN_ID_ERROR");
+    expect(error.cause).toMatchObject({ httpStatus: 401, errcode: "M_UNAUTHORIZED" });
+    expect(h.room.connectCalls).toHaveLength(0);
+    // 401 is final: one request per endpoint.
+    expect(server.to(GET_TOKEN_PATH)).toHaveLength(1);
+    expect(server.to(SFU_GET_PATH)).toHaveLength(1);
+  });
+
+  test("START from a failed state tries again", async () => {
+    const h = makeConnection(server);
+    h.room.autoConnect = ConnectionError.timeout("room connection has timed out (signal)");
+    await expect(h.connection.start()).rejects.toThrow("Connection timeout");
+    h.room.autoConnect = "succeed";
+    await h.connection.start();
+    expect(h.connection.state$.value).toBe(LivekitConnected);
+    await h.connection.stop();
+  });
+});
+
+describe("Connection options and disposal", () => {
+  test("malformed options are a TypeError at construction", () => {
+    const base = {
+      transport: { type: "livekit" as const, livekit_service_url: server.url },
+      client: matrixClient(server),
+      roomId: ROOM_ID,
+      ownMembershipIdentity: { userId: "@a:b", deviceId: "D", memberId: "m" },
+      livekitRoomFactory: () => new FakeRoom(),
+    };
+    expect(() => new Connection({ ...base, roomId: "" })).toThrow(new TypeError("roomId must be a non-empty string"));
+    expect(() => new Connection({ ...base, client: {} as never })).toThrow(/getOpenIdToken/);
+    expect(() => new Connection({ ...base, livekitRoomFactory: undefined as never })).toThrow(/livekitRoomFactory/);
+    expect(
+      () => new Connection({ ...base, existingSFUConfig: { url: SFU_URL, jwt: "not-a-jwt", livekitAlias: "", livekitIdentity: "" } }),
+    ).toThrow(/three non-empty parts/);
+  });
+
+  test("a plain-http auth service on another host fails with FailToGetOpenIdToken before any request", async () => {
+    const h = makeConnection(server, {
+      transport: { type: "livekit", livekit_service_url: "http://auth.example.org" + SERVICE_PATH },
+    });
+    const error = (await h.connection.start().catch((e: unknown) => e)) as FailToGetOpenIdToken;
+    expect(error).toBeInstanceOf(FailToGetOpenIdToken);
+    expect(error.cause).toMatchObject({ name: "InsecureTransportError" });
+    expect(server.to(GET_TOKEN_PATH)).toHaveLength(0);
+  });
+
+  test("remoteParticipants$ follows the room from construction on, through stop and restart", async () => {
+    const h = makeConnection(server);
+    const lists: string[][] = [];
+    h.connection.remoteParticipants$.subscribe((ps) => lists.push(ps.map((p) => p.identity)));
+    h.room.autoConnect = "succeed";
+    await h.connection.start();
+    h.room.addParticipant("bob");
+    h.room.addParticipant("carol");
+    h.room.removeParticipant("bob");
+    await h.connection.stop();
+    await h.connection.start();
+    h.room.addParticipant("dave");
+    expect(lists).toEqual([[], ["bob"], ["bob", "carol"], ["carol"], [], ["dave"]]);
+    await h.connection.stop();
+  });
+
+  test("the machine tracks remote participant identities while in Livekit", async () => {
+    const h = makeConnection(server);
+    h.room.autoConnect = "succeed";
+    await h.connection.start();
+    h.room.addParticipant("bob");
+    await flush();
+    expect(h.connection.actor.getSnapshot().context.remoteParticipants).toEqual(["bob"]);
+    await h.connection.stop();
+    expect(h.connection.actor.getSnapshot().context.remoteParticipants).toEqual([]);
+  });
+
+  test("aborting the signal stops the room and completes both observables; nothing is emitted after", async () => {
+    const controller = new AbortController();
+    const h = makeConnection(server, { signal: controller.signal });
+    h.room.autoConnect = "succeed";
+    await h.connection.start();
+    let completed = 0;
+    h.connection.state$.subscribe({ complete: () => completed++ });
+    h.connection.remoteParticipants$.subscribe({ complete: () => completed++ });
+    const before = h.states.length;
+    controller.abort();
+    expect(completed).toBe(2);
+    await flush();
+    await flush();
+    expect(h.room.disconnectCalls).toBe(1);
+    expect(h.room.state).toBe("disconnected");
+    h.room.addParticipant("late");
+    expect(h.states).toHaveLength(before);
+    expect(h.connection.actor.getSnapshot().status).toBe("stopped");
+    await expect(h.connection.start()).rejects.toThrow(/disposed/);
+  });
+});
+
+describe("secrets", () => {
+  test("neither the JWT nor the OpenID access token reaches the logs or the inspection events", async () => {
+    const seen: string[] = [];
+    const h = makeConnection(server, {
+      inspect: (event) => seen.push(JSON.stringify(event, circularSafe())),
+    });
+    h.room.autoConnect = "succeed";
+    await h.connection.start();
+    await h.connection.stop();
+    const all = [...seen, ...h.logger.lines].join("\n");
+    expect(seen.length).toBeGreaterThan(10);
+    expect(h.logger.lines.length).toBeGreaterThan(3);
+    expect(all).not.toContain(JWT);
+    expect(all).not.toContain(JWT.split(".")[2]);
+    expect(all).not.toContain(ACCESS_TOKEN);
+  });
+});
+
+function circularSafe() {
+  const seen = new WeakSet();
+  return (_key: string, value: unknown) => {
+    if (typeof value === "object" && value !== null) {
+      if (seen.has(value)) return "[circular]";
+      seen.add(value);
+    }
+    return value;
+  };
+}

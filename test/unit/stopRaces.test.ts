@@ -1,0 +1,178 @@
+/**
+ * The races of Element Call's imperative Connection, each as a named test: the statechart must cancel
+ * cleanly wherever the STOP lands.
+ */
+import type { ServerResponse } from "node:http";
+import { ConnectionState } from "../../src";
+import { flush } from "../support/fakeRoom";
+import { GET_TOKEN_PATH, JWT, OPENID_PATH, SFU_URL, answer, makeConnection } from "../support/harness";
+import { LoopbackServer, hang, sendJson } from "../support/loopbackServer";
+import { openIdToken } from "../support/tokens";
+
+let server: LoopbackServer;
+beforeAll(async () => {
+  server = await LoopbackServer.start();
+});
+afterAll(() => server.close());
+beforeEach(() => server.reset());
+
+const { Initialized, FetchingConfig, Stopped, LivekitDisconnected, LivekitConnecting, LivekitConnected } =
+  ConnectionState;
+
+/** Holds a response until the test releases it. */
+function deferredAnswer(respond: (res: ServerResponse) => void) {
+  let res: ServerResponse | undefined;
+  let arrived!: () => void;
+  const requested = new Promise<void>((resolve) => (arrived = resolve));
+  return {
+    handler: (_: unknown, r: ServerResponse) => {
+      res = r;
+      arrived();
+    },
+    requested,
+    release: () => respond(res!),
+  };
+}
+
+test("stop during the SFU config fetch aborts the HTTP request and never connects", async () => {
+  server.always(OPENID_PATH, answer.openId).always(GET_TOKEN_PATH, hang);
+  const h = makeConnection(server);
+  const started = h.connection.start();
+  await new Promise<void>((resolve) => {
+    const t = setInterval(() => {
+      if (server.to(GET_TOKEN_PATH).length > 0) {
+        clearInterval(t);
+        resolve();
+      }
+    }, 2);
+  });
+  const aborted = server.nextAbort();
+  await h.connection.stop();
+  await aborted; // the server saw the socket close
+  await started;
+  expect(server.to(GET_TOKEN_PATH)[0]!.aborted).toBe(true);
+  expect(h.room.connectCalls).toHaveLength(0);
+  expect(h.states).toEqual([Initialized, FetchingConfig, Stopped]);
+});
+
+test("an SFU config that arrives after the stop is dropped: no connect, state stays Stopped", async () => {
+  const config = deferredAnswer((res) => sendJson(res, 200, { url: SFU_URL, jwt: JWT }));
+  server.always(OPENID_PATH, answer.openId).once(GET_TOKEN_PATH, config.handler);
+  const h = makeConnection(server);
+  void h.connection.start();
+  await config.requested;
+  await h.connection.stop();
+  config.release(); // the response is written after the stop (the client is gone already)
+  await new Promise((r) => setTimeout(r, 50));
+  expect(h.room.connectCalls).toHaveLength(0);
+  expect(h.states).toEqual([Initialized, FetchingConfig, Stopped]);
+});
+
+test("an OpenID token that arrives after the stop is dropped: the auth service is never asked", async () => {
+  const token = deferredAnswer((res) => sendJson(res, 200, openIdToken()));
+  server.once(OPENID_PATH, token.handler).always(GET_TOKEN_PATH, answer.sfuConfig);
+  const h = makeConnection(server);
+  void h.connection.start();
+  await token.requested;
+  await h.connection.stop();
+  token.release(); // matrix-js-sdk's request cannot be aborted; its late result must change nothing
+  await new Promise((r) => setTimeout(r, 50));
+  expect(server.to(GET_TOKEN_PATH)).toHaveLength(0);
+  expect(h.states).toEqual([Initialized, FetchingConfig, Stopped]);
+});
+
+test("stop during connecting cancels the connect and shows no error before Stopped", async () => {
+  server.always(OPENID_PATH, answer.openId).always(GET_TOKEN_PATH, answer.sfuConfig);
+  const h = makeConnection(server);
+  const started = h.connection.start();
+  while (!h.room.connectPending) await flush();
+  expect(h.connection.state$.value).toBe(LivekitConnecting);
+  await h.connection.stop();
+  await expect(started).resolves.toBeUndefined();
+  expect(h.states).toEqual([Initialized, FetchingConfig, LivekitDisconnected, LivekitConnecting, Stopped]);
+  expect(h.room.disconnectCalls).toBe(1);
+  expect(h.room.state).toBe("disconnected");
+});
+
+test("a late stop, sent in the same tick as the config arrives, still cancels the connect", async () => {
+  server.always(OPENID_PATH, answer.openId).always(GET_TOKEN_PATH, answer.sfuConfig);
+  const h = makeConnection(server);
+  void h.connection.start();
+  // Stop as soon as the machine enters Livekit (the connect has been called, its lock not yet taken).
+  const stopped = new Promise<void>((resolve) => {
+    const sub = h.connection.actor.subscribe((s) => {
+      if (s.matches("Livekit")) {
+        sub.unsubscribe();
+        resolve(h.connection.stop());
+      }
+    });
+  });
+  await stopped;
+  await flush();
+  expect(h.room.state).toBe("disconnected");
+  expect(h.states).toEqual([Initialized, FetchingConfig, LivekitDisconnected, Stopped]);
+  expect(h.states.some((s) => s instanceof Error)).toBe(false);
+});
+
+test("a connect that succeeds after the stop changes nothing", async () => {
+  server.always(OPENID_PATH, answer.openId).always(GET_TOKEN_PATH, answer.sfuConfig);
+  const h = makeConnection(server);
+  h.room.holdDisconnect = true;
+  h.room.cancelOnDisconnect = false;
+  void h.connection.start();
+  while (!h.room.connectPending) await flush();
+  const stopped = h.connection.stop();
+  await flush();
+  expect(h.connection.actor.getSnapshot().value).toBe("Stopping");
+  h.room.succeedConnect(); // the connect wins the race against the disconnect
+  await flush();
+  h.room.releaseDisconnect();
+  await stopped;
+  expect(h.states).toEqual([Initialized, FetchingConfig, LivekitDisconnected, LivekitConnecting, Stopped]);
+  expect(h.room.state).toBe("disconnected");
+});
+
+test("stop before start emits Stopped and start afterwards still connects", async () => {
+  server.always(OPENID_PATH, answer.openId).always(GET_TOKEN_PATH, answer.sfuConfig);
+  const h = makeConnection(server);
+  await h.connection.stop();
+  h.room.autoConnect = "succeed";
+  await h.connection.start();
+  expect(h.states).toEqual([
+    Initialized,
+    Stopped,
+    FetchingConfig,
+    LivekitDisconnected,
+    LivekitConnecting,
+    LivekitConnected,
+  ]);
+  await h.connection.stop();
+});
+
+test("stop is idempotent: overlapping and repeated stops disconnect once and resolve at Stopped", async () => {
+  server.always(OPENID_PATH, answer.openId).always(GET_TOKEN_PATH, answer.sfuConfig);
+  const h = makeConnection(server);
+  h.room.autoConnect = "succeed";
+  await h.connection.start();
+  await Promise.all([h.connection.stop(), h.connection.stop()]);
+  await h.connection.stop();
+  expect(h.room.disconnectCalls).toBe(1);
+  expect(h.states.filter((s) => s === Stopped)).toHaveLength(1);
+});
+
+test("start() called while stopping waits for Stopped, then starts again", async () => {
+  server.always(OPENID_PATH, answer.openId).always(GET_TOKEN_PATH, answer.sfuConfig);
+  const h = makeConnection(server);
+  h.room.autoConnect = "succeed";
+  await h.connection.start();
+  h.room.holdDisconnect = true;
+  const stopped = h.connection.stop();
+  const restarted = h.connection.start();
+  await flush();
+  h.room.releaseDisconnect();
+  h.room.holdDisconnect = false;
+  await stopped;
+  await restarted;
+  expect(h.connection.state$.value).toBe(LivekitConnected);
+  await h.connection.stop();
+});
