@@ -17,7 +17,9 @@ export const flush = (): Promise<void> => new Promise((resolve) => setImmediate(
  * - success emits `connectionStateChanged('connected')` and `connected` before the promise resolves;
  * - failure emits `connectionStateChanged('disconnected')` and `disconnected` before it rejects;
  * - `disconnect()` during a connect rejects that connect with `ConnectionError.cancelled(...)`, then clears the
- *   remote participants and emits `disconnected`; `disconnect()` when disconnected does nothing.
+ *   remote participants and emits `disconnected`; `disconnect()` when disconnected changes nothing.
+ * Where it differs: a `disconnect()` that overtakes a connect still waiting for its lock cancels it without the
+ * 'connecting' → 'disconnected' pair the real Room would emit (nobody is listening then).
  * The test decides when a connect succeeds or fails (`succeedConnect`, `failConnect`), or sets `autoConnect`.
  */
 export class FakeRoom extends EventEmitter {
@@ -27,6 +29,8 @@ export class FakeRoom extends EventEmitter {
   disconnectCalls = 0;
   /** When set, a connect completes by itself this way after the 'connecting' event. */
   autoConnect: "succeed" | Error | undefined;
+  /** When set, `connect()` waits for `beginConnecting()` before it reports 'connecting'. */
+  holdConnecting = false;
   /** When set, `disconnect()` waits for `releaseDisconnect()` (to observe the machine's Stopping state). */
   holdDisconnect = false;
   /** When false, `disconnect()` leaves a pending connect alone (to let a connect succeed after a stop). */
@@ -36,21 +40,39 @@ export class FakeRoom extends EventEmitter {
 
   private pending: { resolve: () => void; reject: (e: Error) => void } | undefined;
   private heldDisconnect: (() => void) | undefined;
+  private heldConnecting: (() => void) | undefined;
 
   async connect(url: string, token: string): Promise<void> {
     this.connectCalls.push({ url, token });
-    await Promise.resolve(); // the disconnect lock
-    if (this.state === ConnectionState.Connected) return;
-    this.setState(ConnectionState.Connecting);
     const done = new Promise<void>((resolve, reject) => {
       this.pending = { resolve, reject };
     });
+    done.catch(() => {}); // handled by whoever awaits connect(); it may be settled before connect() returns it
+    await Promise.resolve(); // the disconnect lock
+    if (this.holdConnecting) await new Promise<void>((resolve) => (this.heldConnecting = resolve));
+    if (!this.pending) return done; // cancelled before it began
+    if (this.state === ConnectionState.Connected) return this.take().resolve();
+    this.setState(ConnectionState.Connecting);
     if (this.autoConnect === "succeed") queueMicrotask(() => this.succeedConnect());
     else if (this.autoConnect) {
       const e = this.autoConnect;
       queueMicrotask(() => this.failConnect(e));
     }
     return done;
+  }
+
+  /** Lets a held `connect()` go on to report 'connecting'. */
+  beginConnecting(): void {
+    this.heldConnecting?.();
+    this.heldConnecting = undefined;
+  }
+
+  /** The room reports 'connected' at once, without 'connecting' (an app-connected room). */
+  jumpToConnected(): void {
+    const p = this.take();
+    this.setState(ConnectionState.Connected);
+    this.emit(RoomEvent.Connected);
+    p.resolve();
   }
 
   succeedConnect(): void {
@@ -69,15 +91,19 @@ export class FakeRoom extends EventEmitter {
   async disconnect(): Promise<void> {
     this.disconnectCalls++;
     await Promise.resolve(); // the disconnect lock
-    if (this.state === ConnectionState.Disconnected) return;
     if (this.pending && this.cancelOnDisconnect) {
       const p = this.pending;
       this.pending = undefined;
       p.reject(ConnectionError.cancelled("Client initiated disconnect"));
+      this.beginConnecting();
     }
     if (this.holdDisconnect) await new Promise<void>((resolve) => (this.heldDisconnect = resolve));
-    this.handleDisconnect(DisconnectReason.CLIENT_INITIATED);
+    this.handleDisconnect(DisconnectReason.CLIENT_INITIATED); // nothing happens when already disconnected
     if (this.disconnectError) throw this.disconnectError;
+  }
+
+  get disconnectHeld(): boolean {
+    return this.heldDisconnect !== undefined;
   }
 
   releaseDisconnect(): void {
@@ -85,8 +111,9 @@ export class FakeRoom extends EventEmitter {
     this.heldDisconnect = undefined;
   }
 
+  /** A connect has reported 'connecting' and not settled yet. */
   get connectPending(): boolean {
-    return this.pending !== undefined;
+    return this.pending !== undefined && this.state === ConnectionState.Connecting;
   }
 
   // Server-side happenings while connected.
@@ -129,6 +156,7 @@ export class FakeRoom extends EventEmitter {
     const p = this.pending;
     if (!p) throw new Error("no connect is pending");
     this.pending = undefined;
+    this.beginConnecting(); // a connect still waiting for its lock ends quietly
     return p;
   }
 

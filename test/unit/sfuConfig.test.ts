@@ -23,7 +23,7 @@ import {
   matrixClient,
   recordingLogger,
 } from "../support/harness";
-import { LoopbackServer, hang, sendJson } from "../support/loopbackServer";
+import { LoopbackServer, hang, sendJson, type Handler } from "../support/loopbackServer";
 import { ACCESS_TOKEN, makeLivekitJwt, openIdToken } from "../support/tokens";
 
 let server: LoopbackServer;
@@ -166,7 +166,7 @@ describe("the SFU config request", () => {
   });
 
   test("an error body that echoes the access token is redacted in the error", async () => {
-    const echo = (_: unknown, res: never) => sendJson(res, 500, { errcode: "M_UNKNOWN", error: `bad token ${ACCESS_TOKEN}` });
+    const echo: Handler = (_, res) => sendJson(res, 500, { errcode: "M_UNKNOWN", error: `bad token ${ACCESS_TOKEN}` });
     server.always(GET_TOKEN_PATH, echo).always(SFU_GET_PATH, echo);
     const error = (await requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, {
       retry: { maxAttempts: 1 },

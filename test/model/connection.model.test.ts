@@ -1,0 +1,338 @@
+/**
+ * Model-based tests: every path that `xstate/graph` generates from the abstract model is executed against the
+ * real `Connection` (real statechart and actors, a real matrix-js-sdk client and auth-service requests to a
+ * loopback HTTP server, a FakeRoom). The inspection stream of every run records which states and transitions of
+ * `connectionMachine` were taken; the last test demands all of them.
+ */
+import { ConnectionError, DisconnectReason } from "livekit-client";
+import type { ServerResponse } from "node:http";
+import { waitFor, type AnyStateNode, type InspectionEvent, type SnapshotFrom, type StateValue } from "xstate";
+import { createTestModel } from "xstate/graph";
+import {
+  ConnectionState,
+  FailToGetOpenIdToken,
+  InsufficientCapacityError,
+  LivekitConnectionError,
+  PeerConnectionTimeoutError,
+  SFURoomCreationRestrictedError,
+  UnknownCallError,
+  connectionMachine,
+  type ConnectionMachine,
+} from "../../src";
+import { flush } from "../support/fakeRoom";
+import { GET_TOKEN_PATH, OPENID_PATH, SFU_GET_PATH, answer, makeConnection, type Harness } from "../support/harness";
+import { LoopbackServer, type RecordedRequest } from "../support/loopbackServer";
+import { makeLivekitJwt } from "../support/tokens";
+import { connectionModel, type ModelState } from "./connectionModel";
+
+const PHASE_TIMEOUT_MS = 300;
+const STEP_TIMEOUT_MS = 5000;
+
+// ---------------------------------------------------------------------------------------------------------------
+// The system under test, one per path.
+
+let server: LoopbackServer;
+/** Requests the executors answer when the model says so. */
+const parked = new Map<string, ServerResponse[]>();
+let h: Harness | undefined;
+let disposeConnection: AbortController | undefined;
+
+function park(path: string) {
+  return (_: RecordedRequest, res: ServerResponse) => {
+    const queue = parked.get(path) ?? [];
+    queue.push(res);
+    parked.set(path, queue);
+  };
+}
+
+async function nextParked(path: string): Promise<ServerResponse> {
+  const deadline = Date.now() + STEP_TIMEOUT_MS;
+  for (;;) {
+    const res = parked.get(path)?.shift();
+    if (res) return res;
+    if (Date.now() > deadline) throw new Error(`no request to ${path} arrived`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+function reply(res: ServerResponse, respond: (req: RecordedRequest, res: ServerResponse) => void): void {
+  respond(undefined as never, res);
+}
+
+function create(withSfuConfig: boolean): void {
+  disposeConnection = new AbortController();
+  h = makeConnection(server, {
+    signal: disposeConnection.signal,
+    retry: { maxAttempts: 1, initialDelayMs: 1 },
+    timeouts: { openIdTokenMs: PHASE_TIMEOUT_MS, sfuConfigMs: PHASE_TIMEOUT_MS, disconnectMs: STEP_TIMEOUT_MS },
+    inspect: record,
+    existingSFUConfig: withSfuConfig
+      ? { url: "wss://sfu.example.org", jwt: makeLivekitJwt(), livekitAlias: "AliasOfTheRoom", livekitIdentity: "me" }
+      : undefined,
+  });
+  h.room.holdConnecting = true;
+  h.room.holdDisconnect = true;
+}
+
+function sut(): Harness {
+  if (!h) throw new Error("no connection was created");
+  return h;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Coverage of the real machine, recorded from its inspection events.
+
+const coveredTransitions = new Set<string>();
+const visitedStates = new Set<string>();
+
+const transitionKey = (source: AnyStateNode, eventType: string, index: number): string =>
+  `${source.id} --${eventType}[${index}]--> `;
+
+function record(event: InspectionEvent): void {
+  const fromRoot = event.actorRef.sessionId === event.rootId; // not from an invoked child
+  if (event.type === "@xstate.microstep" && fromRoot) {
+    for (const t of event._transitions) {
+      const index = t.source.transitions.get(t.eventType)!.indexOf(t);
+      coveredTransitions.add(transitionKey(t.source, t.eventType, index));
+    }
+  }
+  if (event.type === "@xstate.snapshot" && fromRoot) {
+    const snapshot = event.snapshot as SnapshotFrom<ConnectionMachine>;
+    for (const id of stateIds(snapshot.value, "connection")) visitedStates.add(id);
+  }
+}
+
+function stateIds(value: StateValue, prefix: string): string[] {
+  if (typeof value === "string") return [prefix, `${prefix}.${value}`];
+  return [prefix, ...Object.entries(value).flatMap(([k, v]) => stateIds(v as StateValue, `${prefix}.${k}`))];
+}
+
+function allStateNodes(node: AnyStateNode): AnyStateNode[] {
+  return [node, ...Object.values(node.states).flatMap(allStateNodes)];
+}
+
+function allTransitions(): string[] {
+  return allStateNodes(connectionMachine.root).flatMap((node) =>
+    [...node.transitions.entries()].flatMap(([eventType, ts]) => ts.map((_, i) => transitionKey(node, eventType, i))),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// What each model state means on the real Connection.
+
+type ErrorClass = new (...args: never[]) => Error;
+interface Expectation {
+  value: StateValue;
+  /** What `state$` shows; "unchanged": what it showed before the STOP (Stopping emits nothing). */
+  state$: ConnectionState | ErrorClass | "unchanged";
+  /** Holds once the real system has finished reacting (a request parked, a connect begun, ...). */
+  ready?: (h: Harness) => boolean;
+}
+
+const waitingFor = (path: string) => () => (parked.get(path)?.length ?? 0) > 0;
+const connectCalled = (h: Harness) => h.room.connectCalls.length > 0 && !h.room.connectPending;
+
+const lk = (sub: string, state$: ConnectionState, ready?: Expectation["ready"]): Expectation => ({
+  value: { Livekit: sub },
+  state$,
+  ready,
+});
+const failed = (sub: string, state$: ErrorClass): Expectation => ({ value: { Failed: sub }, state$ });
+const stopping: Expectation = { value: "Stopping", state$: "unchanged", ready: (h) => h.room.disconnectHeld };
+let shownBeforeStop: unknown;
+
+const expectations: Record<ModelState, Expectation> = {
+  Initialized: { value: "Initialized", state$: ConnectionState.Initialized },
+  RequestingOpenIdToken: {
+    value: { FetchingConfig: "RequestingOpenIdToken" },
+    state$: ConnectionState.FetchingConfig,
+    ready: waitingFor(OPENID_PATH),
+  },
+  RequestingSfuConfig: {
+    value: { FetchingConfig: "RequestingSfuConfig" },
+    state$: ConnectionState.FetchingConfig,
+    ready: waitingFor(GET_TOKEN_PATH),
+  },
+  LkDisconnected: lk("disconnected", ConnectionState.LivekitDisconnected, connectCalled),
+  LkConnecting: lk("connecting", ConnectionState.LivekitConnecting, (h) => h.room.connectPending),
+  LkConnected: lk("connected", ConnectionState.LivekitConnected),
+  LkConnectedWithGuest: lk("connected", ConnectionState.LivekitConnected),
+  LkSignalReconnecting: lk("signalReconnecting", ConnectionState.LivekitSignalReconnecting),
+  LkReconnecting: lk("reconnecting", ConnectionState.LivekitReconnecting),
+  LkLost: lk("disconnected", ConnectionState.LivekitDisconnected),
+  Stopping: stopping,
+  Stopped: { value: "Stopped", state$: ConnectionState.Stopped },
+  Failed_OpenIdError: failed("OpenIdError", FailToGetOpenIdToken),
+  Failed_InsufficientCapacity: failed("InsufficientCapacity", InsufficientCapacityError),
+  Failed_RoomCreationRestricted: failed("RoomCreationRestricted", SFURoomCreationRestrictedError),
+  Failed_PeerConnectionTimeout: failed("PeerConnectionTimeout", PeerConnectionTimeoutError),
+  Failed_LivekitError: failed("LivekitError", LivekitConnectionError),
+  Failed_Unknown: failed("Unknown", UnknownCallError),
+  X_Initialized: { value: "Initialized", state$: ConnectionState.Initialized },
+  X_LkDisconnected: lk("disconnected", ConnectionState.LivekitDisconnected, connectCalled),
+  X_LkConnecting: lk("connecting", ConnectionState.LivekitConnecting, (h) => h.room.connectPending),
+  X_LkConnected: lk("connected", ConnectionState.LivekitConnected),
+  X_LkLost: lk("disconnected", ConnectionState.LivekitDisconnected),
+  X_Stopping: stopping,
+  X_Stopped: { value: "Stopped", state$: ConnectionState.Stopped },
+  X_Failed_LivekitError: failed("LivekitError", LivekitConnectionError),
+};
+
+function expectState(model: ModelState): void {
+  if (model === "Fresh") {
+    expect(h).toBeUndefined();
+    return;
+  }
+  const e = expectations[model]!;
+  const { connection } = sut();
+  expect(connection.actor.getSnapshot().value).toEqual(e.value);
+  const shown = connection.state$.value;
+  if (e.state$ === "unchanged") expect(shown).toBe(shownBeforeStop);
+  else if (typeof e.state$ === "string") expect(shown).toBe(e.state$);
+  else expect(shown).toBeInstanceOf(e.state$);
+  if (model === "LkConnectedWithGuest") {
+    expect(connection.actor.getSnapshot().context.remoteParticipants).toEqual(["guest"]);
+    expect(connection.remoteParticipants$.value.map((p) => p.identity)).toEqual(["guest"]);
+  }
+  if (model === "LkConnected") {
+    expect(connection.actor.getSnapshot().context.remoteParticipants).toEqual([]);
+  }
+}
+
+/** Waits until the real connection is in what the model calls `model`, and has finished reacting. */
+async function settle(model: ModelState): Promise<void> {
+  if (model === "Fresh") return;
+  const e = expectations[model]!;
+  const { connection } = sut();
+  await waitFor(connection.actor, (s) => s.matches(e.value as never), { timeout: STEP_TIMEOUT_MS });
+  const deadline = Date.now() + STEP_TIMEOUT_MS;
+  while (e.ready && !e.ready(sut())) {
+    if (Date.now() > deadline) throw new Error(`${model} never became ready`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  await flush();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The executors: each makes one outside event happen for real.
+
+const failConnect = (error: Error) => () => sut().room.failConnect(error);
+
+const executors: Record<string, () => void | Promise<void>> = {
+  CREATE: () => create(false),
+  CREATE_WITH_SFU_CONFIG: () => create(true),
+  START: () => void sut().connection.start().catch(() => {}),
+  STOP: async () => {
+    shownBeforeStop = sut().connection.state$.value;
+    void sut().connection.stop();
+    // Answer whatever the stopped fetch left behind: such late results must change nothing.
+    await flush();
+    for (const path of [OPENID_PATH, GET_TOKEN_PATH]) {
+      for (const res of parked.get(path)?.splice(0) ?? []) {
+        reply(res, path === OPENID_PATH ? answer.openId : answer.sfuConfig);
+      }
+    }
+  },
+  OPENID_OK: async () => reply(await nextParked(OPENID_PATH), answer.openId),
+  OPENID_FAIL: async () => reply(await nextParked(OPENID_PATH), answer.status(403, "M_FORBIDDEN")),
+  OPENID_TIMEOUT: () => {}, // the homeserver never answers; the phase's time limit ends it
+  SFU_CONFIG_OK: async () => reply(await nextParked(GET_TOKEN_PATH), answer.sfuConfig),
+  SFU_CONFIG_FAIL: async () => {
+    reply(await nextParked(GET_TOKEN_PATH), answer.status(401, "M_UNAUTHORIZED"));
+    reply(await nextParked(SFU_GET_PATH), answer.status(401, "M_UNAUTHORIZED"));
+  },
+  SFU_CONFIG_TIMEOUT: () => {},
+  ROOM_CONNECTING: () => sut().room.beginConnecting(),
+  ROOM_ALREADY_CONNECTED: () => sut().room.jumpToConnected(),
+  CONNECT_OK: () => sut().room.succeedConnect(),
+  CONNECT_FAIL_CAPACITY: failConnect(ConnectionError.serverUnreachable("node has exceeded its configured limit", 503)),
+  CONNECT_FAIL_RESTRICTED: failConnect(ConnectionError.notAllowed("requested room does not exist", 404)),
+  CONNECT_FAIL_TIMEOUT: failConnect(ConnectionError.internal("could not establish pc connection")),
+  CONNECT_FAIL_LIVEKIT: failConnect(ConnectionError.leaveRequest("leave", DisconnectReason.DUPLICATE_IDENTITY)),
+  CONNECT_FAIL_UNKNOWN: failConnect(new Error("LiveKit doesn't seem to be supported on this browser")),
+  LK_SIGNAL_RECONNECTING: () => sut().room.signalReconnecting(),
+  LK_RECONNECTING: () => sut().room.reconnecting(),
+  LK_RECONNECTED: () => sut().room.reconnected(),
+  LK_DISCONNECTED: () => sut().room.lose(),
+  PARTICIPANT_JOIN: () => void sut().room.addParticipant("guest"),
+  PARTICIPANT_LEAVE: () => sut().room.removeParticipant("guest"),
+  DISCONNECT_DONE: () => sut().room.releaseDisconnect(),
+  DISCONNECT_FAIL: () => {
+    sut().room.disconnectError = new Error("engine close failed");
+    sut().room.releaseDisconnect();
+  },
+};
+
+// ---------------------------------------------------------------------------------------------------------------
+
+const model = createTestModel(connectionModel);
+const paths = model.getShortestPaths();
+
+beforeAll(async () => {
+  server = await LoopbackServer.start();
+});
+afterAll(() => server.close());
+
+beforeEach(() => {
+  server.reset();
+  parked.clear();
+  for (const path of [OPENID_PATH, GET_TOKEN_PATH, SFU_GET_PATH]) server.always(path, park(path));
+  h = undefined;
+});
+
+afterEach(async () => {
+  if (!h) return;
+  h.room.holdDisconnect = false;
+  h.room.releaseDisconnect();
+  disposeConnection?.abort();
+  await flush();
+  for (const res of [...parked.values()].flat()) res.destroy();
+});
+
+describe("the model and its executors", () => {
+  test("name the same states and the same events", () => {
+    const modelStates = Object.keys(connectionModel.config.states!).sort();
+    expect(["Fresh", ...Object.keys(expectations)].sort()).toEqual(modelStates);
+    const modelEvents = new Set(
+      Object.values(connectionModel.config.states!).flatMap((s) => Object.keys((s as { on?: object }).on ?? {})),
+    );
+    expect(Object.keys(executors).sort()).toEqual([...modelEvents].sort());
+  });
+});
+
+describe("generated paths through the connection model", () => {
+  for (const path of paths) {
+    test(path.description, async () => {
+      await path.test({
+        events: Object.fromEntries(
+          Object.entries(executors).map(([type, run]) => [
+            type,
+            async (step: { state: { value: StateValue } }) => {
+              await run();
+              await settle(step.state.value as ModelState);
+            },
+          ]),
+        ),
+        states: { "*": (snapshot) => expectState(snapshot.value as ModelState) },
+      });
+    });
+  }
+});
+
+describe("coverage of connectionMachine", () => {
+  test("the generated paths took every transition of the machine", () => {
+    const missing = allTransitions().filter((t) => !coveredTransitions.has(t));
+    expect(missing).toEqual([]);
+    console.info(
+      `model-based coverage: ${coveredTransitions.size}/${allTransitions().length} transitions, ` +
+        `${visitedStates.size}/${allStateNodes(connectionMachine.root).length} states, ${paths.length} paths`,
+    );
+  });
+
+  test("the generated paths visited every state of the machine", () => {
+    const missing = allStateNodes(connectionMachine.root)
+      .map((n) => n.id)
+      .filter((id) => !visitedStates.has(id));
+    expect(missing).toEqual([]);
+  });
+});

@@ -1,0 +1,137 @@
+/**
+ * The abstract test model: what the outside world can do to a Connection (its events) and what a user can see
+ * (its states). It has no invokes and no timers, so `xstate/graph` can walk it; the executors in
+ * `connection.model.test.ts` make each event happen for real (loopback HTTP server, FakeRoom) and check each
+ * state on the real Connection.
+ *
+ * A connection is created either without an SFU config (it fetches one) or with `existingSFUConfig`; the second
+ * kind's states carry the prefix `X_`.
+ */
+import { createMachine } from "xstate";
+
+const connectFailures = {
+  CONNECT_FAIL_CAPACITY: "Failed_InsufficientCapacity",
+  CONNECT_FAIL_RESTRICTED: "Failed_RoomCreationRestricted",
+  CONNECT_FAIL_TIMEOUT: "Failed_PeerConnectionTimeout",
+  CONNECT_FAIL_LIVEKIT: "Failed_LivekitError",
+  CONNECT_FAIL_UNKNOWN: "Failed_Unknown",
+} as const;
+
+const startAgain = { START: "RequestingOpenIdToken", STOP: "Stopped" } as const;
+
+export const connectionModel = createMachine({
+  id: "model",
+  initial: "Fresh",
+  states: {
+    Fresh: {
+      on: { CREATE: "Initialized", CREATE_WITH_SFU_CONFIG: "X_Initialized" },
+    },
+
+    // ---- a connection that fetches its SFU config ----
+    Initialized: {
+      on: { START: "RequestingOpenIdToken", STOP: "Stopped" },
+    },
+    RequestingOpenIdToken: {
+      on: {
+        OPENID_OK: "RequestingSfuConfig",
+        OPENID_FAIL: "Failed_OpenIdError",
+        OPENID_TIMEOUT: "Failed_OpenIdError",
+        START: "RequestingOpenIdToken",
+        STOP: "Stopped",
+      },
+    },
+    RequestingSfuConfig: {
+      on: {
+        SFU_CONFIG_OK: "LkDisconnected",
+        SFU_CONFIG_FAIL: "Failed_OpenIdError",
+        SFU_CONFIG_TIMEOUT: "Failed_OpenIdError",
+        START: "RequestingSfuConfig",
+        STOP: "Stopped",
+      },
+    },
+    LkDisconnected: {
+      on: {
+        ROOM_CONNECTING: "LkConnecting",
+        ROOM_ALREADY_CONNECTED: "LkConnected",
+        CONNECT_FAIL_UNKNOWN: "Failed_Unknown",
+        START: "LkDisconnected",
+        STOP: "Stopping",
+      },
+    },
+    LkConnecting: {
+      on: { CONNECT_OK: "LkConnected", ...connectFailures, START: "LkConnecting", STOP: "Stopping" },
+    },
+    LkConnected: {
+      on: {
+        LK_SIGNAL_RECONNECTING: "LkSignalReconnecting",
+        LK_RECONNECTING: "LkReconnecting",
+        LK_DISCONNECTED: "LkLost",
+        PARTICIPANT_JOIN: "LkConnectedWithGuest",
+        START: "LkConnected",
+        STOP: "Stopping",
+      },
+    },
+    LkConnectedWithGuest: {
+      on: {
+        PARTICIPANT_LEAVE: "LkConnected",
+        LK_RECONNECTING: "LkReconnecting",
+        STOP: "Stopping",
+      },
+    },
+    LkSignalReconnecting: {
+      on: {
+        LK_RECONNECTED: "LkConnected",
+        LK_RECONNECTING: "LkReconnecting",
+        LK_DISCONNECTED: "LkLost",
+        STOP: "Stopping",
+      },
+    },
+    LkReconnecting: {
+      on: { LK_RECONNECTED: "LkConnected", LK_DISCONNECTED: "LkLost", STOP: "Stopping" },
+    },
+    LkLost: {
+      on: { START: "RequestingOpenIdToken", STOP: "Stopping" },
+    },
+    Stopping: {
+      on: { DISCONNECT_DONE: "Stopped", DISCONNECT_FAIL: "Stopped", STOP: "Stopping" },
+    },
+    Stopped: {
+      on: { START: "RequestingOpenIdToken", STOP: "Stopped" },
+    },
+    Failed_OpenIdError: { on: startAgain },
+    Failed_InsufficientCapacity: { on: startAgain },
+    Failed_RoomCreationRestricted: { on: startAgain },
+    Failed_PeerConnectionTimeout: { on: startAgain },
+    Failed_LivekitError: { on: startAgain },
+    Failed_Unknown: { on: startAgain },
+
+    // ---- a connection given an existing SFU config: START connects at once ----
+    X_Initialized: {
+      on: { START: "X_LkDisconnected" },
+    },
+    X_LkDisconnected: {
+      on: { ROOM_CONNECTING: "X_LkConnecting" },
+    },
+    X_LkConnecting: {
+      on: { CONNECT_OK: "X_LkConnected", CONNECT_FAIL_LIVEKIT: "X_Failed_LivekitError" },
+    },
+    X_LkConnected: {
+      on: { LK_DISCONNECTED: "X_LkLost", STOP: "X_Stopping" },
+    },
+    X_LkLost: {
+      on: { START: "X_LkDisconnected" },
+    },
+    X_Stopping: {
+      on: { DISCONNECT_DONE: "X_Stopped" },
+    },
+    X_Stopped: {
+      on: { START: "X_LkDisconnected" },
+    },
+    X_Failed_LivekitError: {
+      on: { START: "X_LkDisconnected" },
+    },
+  },
+});
+
+/** A state of the model; `connection.model.test.ts` checks its tables name exactly the model's states. */
+export type ModelState = string;
