@@ -10,19 +10,10 @@
 // Each check has the expectation from shared/reference/backend.md; mismatches are reported as FAIL.
 // Exit code 0 iff every check matched.
 import { createHash, createHmac, randomBytes } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import { loadStack, registerUser } from './register-user.mjs';
-
-// Node 20 has WebSocket only behind --experimental-websocket: re-exec once with the flag.
-if (typeof WebSocket === 'undefined' && !process.env.__SMOKE_REEXEC) {
-  const r = spawnSync(process.execPath, ['--experimental-websocket', '--no-warnings', ...process.argv.slice(1)], {
-    stdio: 'inherit',
-    env: { ...process.env, __SMOKE_REEXEC: '1' },
-  });
-  process.exit(r.status ?? 1);
-}
 
 const args = process.argv.slice(2);
 const stackPath = args.includes('--stack') ? args[args.indexOf('--stack') + 1] : undefined;
@@ -129,45 +120,97 @@ function pbFields(buf) {
 const SIGNAL_RESPONSE = { 1: 'join', 3: 'offer', 5: 'update', 8: 'leave', 11: 'room_update', 16: 'refresh_token' };
 const DISCONNECT_REASON = { 0: 'UNKNOWN_REASON', 2: 'DUPLICATE_IDENTITY', 3: 'SERVER_SHUTDOWN', 7: 'JOIN_FAILURE' };
 
-// Open the v0 signalling WebSocket and return the first SignalResponse (or the failure).
-function firstSignal(wsUrl, jwt, { keepOpenMs = 0 } = {}) {
+// Open the v0 signalling WebSocket with a raw HTTP upgrade (so a refused upgrade shows its HTTP status and body)
+// and return the first SignalResponse, or {kind:'http', status, body} when the server does not answer 101.
+function firstSignal(wsUrl, jwt, { keepOpen = false } = {}) {
   return new Promise((resolve) => {
-    const url = `${wsUrl}/rtc?access_token=${encodeURIComponent(jwt)}&protocol=16&sdk=js&version=2.21.0&auto_subscribe=1&adaptive_stream=0`;
-    const ws = new WebSocket(url);
-    ws.binaryType = 'arraybuffer';
+    const url = `${wsUrl.replace(/^ws/, 'http')}/rtc?access_token=${encodeURIComponent(jwt)}&protocol=16&sdk=js&version=2.21.0&auto_subscribe=1&adaptive_stream=0`;
+    const req = http.get(url, {
+      headers: {
+        connection: 'Upgrade',
+        upgrade: 'websocket',
+        'sec-websocket-version': '13',
+        'sec-websocket-key': randomBytes(16).toString('base64'),
+      },
+    });
     let done = false;
+    let sock;
     const finish = (r) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      r.close = () => ws.close();
-      if (!keepOpenMs) ws.close();
+      r.close = () => sock?.destroy();
+      if (!keepOpen) sock?.destroy();
       resolve(r);
     };
-    const timer = setTimeout(() => finish({ kind: 'timeout' }), 10000);
-    ws.onmessage = (ev) => {
-      const buf = Buffer.from(ev.data);
-      const [top] = pbFields(buf);
-      const kind = SIGNAL_RESPONSE[top?.field] ?? `field#${top?.field}`;
-      const r = { kind };
-      if (kind === 'leave') {
-        const f = pbFields(top.bytes);
-        const reason = f.find((x) => x.field === 2)?.value ?? 0;
-        const action = f.find((x) => x.field === 3)?.value ?? 0;
-        r.reason = DISCONNECT_REASON[reason] ?? reason;
-        r.action = action;
-      }
-      finish(r);
-    };
-    ws.onerror = (ev) => finish({ kind: 'error', message: ev?.message ?? String(ev?.error ?? 'ws error') });
-    ws.onclose = (ev) => finish({ kind: 'closed', code: ev.code, reason: ev.reason });
+    const timer = setTimeout(() => {
+      finish({ kind: 'timeout' });
+      req.destroy();
+    }, 15000);
+    req.on('response', (res) => {
+      let body = '';
+      res.on('data', (c) => (body += c));
+      res.on('end', () => finish({ kind: 'http', status: res.statusCode, body: redact(body.trim()) }));
+    });
+    req.on('upgrade', (res, socket, head) => {
+      sock = socket;
+      let buf = head;
+      const tryFrame = () => {
+        if (buf.length < 2) return;
+        const opcode = buf[0] & 0x0f;
+        let len = buf[1] & 0x7f;
+        let off = 2;
+        if (len === 126) {
+          if (buf.length < 4) return;
+          len = buf.readUInt16BE(2);
+          off = 4;
+        } else if (len === 127) {
+          if (buf.length < 10) return;
+          len = Number(buf.readBigUInt64BE(2));
+          off = 10;
+        }
+        if (buf.length < off + len) return;
+        const payload = buf.subarray(off, off + len);
+        if (opcode === 8) return finish({ kind: 'ws-close', code: len >= 2 ? payload.readUInt16BE(0) : undefined });
+        const [top] = pbFields(payload);
+        const kind = SIGNAL_RESPONSE[top?.field] ?? `field#${top?.field}`;
+        const r = { kind };
+        if (kind === 'leave') {
+          const f = pbFields(top.bytes);
+          const reason = f.find((x) => x.field === 2)?.value ?? 0;
+          r.reason = DISCONNECT_REASON[reason] ?? reason;
+          r.action = f.find((x) => x.field === 3)?.value ?? 0;
+        }
+        if (kind === 'join') {
+          // JoinResponse: server_version = 4, ice_servers = 5 (ICEServer.urls = 1), subscriber_primary = 6
+          const f = pbFields(top.bytes);
+          r.server_version = f.find((x) => x.field === 4)?.bytes?.toString();
+          r.ice_server_urls = f
+            .filter((x) => x.field === 5)
+            .flatMap((x) => pbFields(x.bytes).filter((y) => y.field === 1).map((y) => y.bytes.toString()));
+          r.subscriber_primary = (f.find((x) => x.field === 6)?.value ?? 0) === 1;
+        }
+        finish(r);
+      };
+      socket.on('data', (c) => {
+        buf = Buffer.concat([buf, c]);
+        tryFrame();
+      });
+      socket.on('close', () => finish({ kind: 'ws-closed-before-message' }));
+      socket.on('error', () => {});
+      tryFrame();
+    });
+    req.on('error', (e) => finish({ kind: 'error', message: e.message }));
   });
 }
+
+// LiveKit echoes the rejected token in some error bodies: never print a raw JWT.
+const redact = (text) => text.replace(/eyJ[\w-]+\.[\w-]+\.[\w-]*/g, '<jwt redacted>');
 
 async function validate(wsUrl, jwt) {
   const httpUrl = wsUrl.replace(/^ws/, 'http');
   const res = await fetch(`${httpUrl}/rtc/validate?access_token=${encodeURIComponent(jwt)}&protocol=16`);
-  return { status: res.status, text: (await res.text()).trim() };
+  return { status: res.status, text: redact((await res.text()).trim()) };
 }
 
 // LiveKit server API token (HS256) for RoomService.
@@ -231,6 +274,13 @@ async function main() {
   const uiBad = await httpsGetJson(`${stack.homeserver.federation_tls_url}/_matrix/federation/v1/openid/userinfo?access_token=nope`, stack.homeserver.tls_cert);
   check('synapse TLS: userinfo bad token -> 401 M_UNKNOWN_TOKEN', uiBad.status === 401 && uiBad.json?.errcode === 'M_UNKNOWN_TOKEN', `status ${uiBad.status} ${uiBad.json?.errcode}`);
 
+  const tr = await fetch(`${HS}/_matrix/client/unstable/org.matrix.msc4143/rtc/transports`, {
+    headers: { authorization: `Bearer ${user.access_token}` },
+  });
+  const trBody = await tr.json().catch(() => ({}));
+  check('synapse: msc4143 rtc/transports lists the main jwt service', tr.status === 200 &&
+    trBody.rtc_transports?.[0]?.livekit_service_url === stack.jwt_services.main.url, `status ${tr.status} ${JSON.stringify(trBody)}`);
+
   // ------------------------------------------------------------------ main jwt service + LiveKit
   const jwtMain = stack.jwt_services.main;
   const lkMain = stack.livekit.main;
@@ -277,6 +327,9 @@ async function main() {
     check('livekit(main): GET /rtc/validate -> 200 "success"', v.status === 200 && v.text === 'success', `status ${v.status} body ${v.text}`);
     const sig = await firstSignal(lkMain.ws_url, mainJwt);
     check('livekit(main): /rtc WebSocket -> first message JoinResponse', sig.kind === 'join', JSON.stringify(sig));
+    check('livekit(main): JoinResponse ICE servers are loopback only (no public STUN)',
+      sig.kind === 'join' && sig.ice_server_urls.every((u) => /^stuns?:(127\.|\[::1\]|localhost)/.test(u)),
+      JSON.stringify(sig.ice_server_urls));
   }
 
   // ------------------------------------------------------------------ invalid requests (main jwt service)
@@ -314,7 +367,7 @@ async function main() {
       const v = await validate(lr.ws_url, r.json.jwt);
       check('livekit(restricted): /rtc/validate -> 404 "requested room does not exist"', v.status === 404 && v.text.includes('requested room does not exist'), `status ${v.status} body ${v.text}`);
       const sig = await firstSignal(lr.ws_url, r.json.jwt);
-      check('livekit(restricted): /rtc WebSocket is refused', sig.kind === 'error' || sig.kind === 'closed', JSON.stringify(sig));
+      check('livekit(restricted): /rtc upgrade refused with HTTP 404', sig.kind === 'http' && sig.status === 404, JSON.stringify(sig));
     }
   }
 
@@ -331,13 +384,18 @@ async function main() {
       const rooms = await listRooms(lf);
       const room = (rooms.json?.rooms ?? []).find((x) => x.name === sha256b64([roomF, 'm.call#ROOM']));
       check(`livekit(full): room max_participants == ${lf.max_participants}`, room?.max_participants === lf.max_participants, JSON.stringify(room && { name: room.name, max_participants: room.max_participants }));
-      const sa = await firstSignal(lf.ws_url, a.json.jwt, { keepOpenMs: 1 });
+      const sa = await firstSignal(lf.ws_url, a.json.jwt, { keepOpen: true });
       check('livekit(full): first participant -> JoinResponse', sa.kind === 'join', JSON.stringify(sa));
       await new Promise((r) => setTimeout(r, 500));
       const vb = await validate(lf.ws_url, b.json.jwt);
       check('livekit(full): second participant /rtc/validate -> 200 (full room is not an HTTP error)', vb.status === 200, `status ${vb.status} body ${vb.text}`);
-      const sb = await firstSignal(lf.ws_url, b.json.jwt);
-      check('livekit(full): second participant -> LeaveRequest reason JOIN_FAILURE', sb.kind === 'leave' && sb.reason === 'JOIN_FAILURE', JSON.stringify(sb));
+      // Reference §1.5 predicted 101 + LeaveRequest(JOIN_FAILURE). livekit-server 1.13.5 actually retries the join
+      // signal_relay.connect_attempts (3) times and answers the upgrade with HTTP 500 "connection closed by media".
+      const seen = [];
+      for (let i = 0; i < 3; i++) seen.push(await firstSignal(lf.ws_url, b.json.jwt));
+      const all500 = seen.every((x) => x.kind === 'http' && x.status === 500 && x.body === 'connection closed by media');
+      check('livekit(full): second participant /rtc upgrade -> HTTP 500 "connection closed by media" (3/3; NOT 101+LeaveRequest as ref §1.5 says)',
+        all500, JSON.stringify(seen.map(({ close, ...r }) => r)));
       sa.close?.();
     }
   }

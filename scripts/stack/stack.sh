@@ -30,15 +30,28 @@
 #   LK_LIMITED_PORT 7910 LK_LIMITED_UDP_PORT 7912 LK_LIMITED_TCP_PORT 0 JWT_LIMITED_PORT 8083
 #   RESTRICTED_FULL_ACCESS  not-this-server.invalid   FULL_MAX_PARTICIPANTS 1   LIMITED_NUM_TRACKS 1
 #   LK_LOG_LEVEL info
+#   LK_CLIENT_STUN 127.0.0.1:3478  (the only STUN server LiveKit advertises to clients; see below)
+#   LK_JWT_IMPL  auto | go | node   auto: the Go lk-jwt-service binary if install.sh could build it, else the
+#                Node stand-in lk-jwt-standin.mjs (the Go proxy refuses lk-jwt-service here; see NOTES.md)
 #   (LK_*_TCP_PORT=0 disables ICE/TCP; a non-zero port is bound by LiveKit on the WILDCARD address.)
 set -euo pipefail
 
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${MATRIXRTC_STACK_CACHE:-$HOME/.cache/matrixrtc-stack}"
 RUN="${STACK_RUN_DIR:-$CACHE/run}"
 BIN="$CACHE/bin"
 VENV="$CACHE/venv"
 READY_TIMEOUT="${STACK_READY_TIMEOUT:-90}"
 VARIANTS="${STACK_VARIANTS:-1}"
+LK_JWT_IMPL="${LK_JWT_IMPL:-auto}"
+if [ "$LK_JWT_IMPL" = auto ]; then
+  if [ -x "$BIN/lk-jwt-service" ]; then LK_JWT_IMPL=go; else LK_JWT_IMPL=node; fi
+fi
+case "$LK_JWT_IMPL" in
+  go) JWT_CMD=("$BIN/lk-jwt-service"); JWT_DESC="lk-jwt-service $(cat "$BIN/.lk-jwt-service.version" 2>/dev/null) (Go)" ;;
+  node) JWT_CMD=(node "$SCRIPT_DIR/lk-jwt-standin.mjs"); JWT_DESC="lk-jwt-standin.mjs (Node stand-in for lk-jwt-service v0.5.0)" ;;
+  *) echo "LK_JWT_IMPL must be auto, go or node" >&2; exit 2 ;;
+esac
 
 SYNAPSE_PORT="${SYNAPSE_PORT:-8008}"
 SYNAPSE_TLS_PORT="${SYNAPSE_TLS_PORT:-8448}"
@@ -46,6 +59,10 @@ SERVER_NAME="${SYNAPSE_SERVER_NAME:-localhost:$SYNAPSE_TLS_PORT}"
 LK_KEY="${LIVEKIT_API_KEY:-devkey}"
 LK_SECRET="${LIVEKIT_API_SECRET:-devsecret-devsecret-devsecret-32chars}"
 LK_LOG_LEVEL="${LK_LOG_LEVEL:-info}"
+# LiveKit hands clients its DEFAULT PUBLIC STUN servers (twilio/google) in JoinResponse.ice_servers unless
+# rtc.stun_servers (or TURN) is configured, even with node_ip set. Point clients at a loopback address instead.
+# Nothing needs to listen there: the browser just gets no server-reflexive candidate.
+LK_CLIENT_STUN="${LK_CLIENT_STUN:-127.0.0.1:3478}"
 RESTRICTED_FULL_ACCESS="${RESTRICTED_FULL_ACCESS:-not-this-server.invalid}"
 FULL_MAX_PARTICIPANTS="${FULL_MAX_PARTICIPANTS:-1}"
 LIMITED_NUM_TRACKS="${LIMITED_NUM_TRACKS:-1}"
@@ -66,7 +83,11 @@ LOGS="$RUN/logs"
 log() { printf '[stack %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 err() { printf '[stack] ERROR: %s\n' "$*" >&2; }
 
-pid_alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+# pid_alive PID: the process exists AND is one of ours (guards against a recycled PID after a reboot)
+pid_alive() {
+  [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qE 'livekit-server|lk-jwt|synapse\.app\.homeserver'
+}
 pid_of() { cat "$PIDS/$1.pid" 2>/dev/null || true; }
 
 http_code() { # url [curl args...]
@@ -119,6 +140,39 @@ fail_service() {
   err "---- last 40 lines of $logf ----"
   tail -n 40 "$logf" >&2 || true
   err "---- end of log ----"
+}
+
+# port_busy PROTO PORT: true if something already listens on 127.0.0.1/any:PORT (tcp or udp)
+port_busy() {
+  local flag=-Hltn; [ "$1" = udp ] && flag=-Hlun
+  [ -n "$(ss $flag "sport = :$2" 2>/dev/null)" ]
+}
+
+# preflight: refuse to start when a port we need is taken (otherwise a health check could hit someone else's server)
+preflight_ports() {
+  local busy=() i name port udp tcp jport
+  if ! pid_alive "$(pid_of synapse)"; then
+    port_busy tcp "$SYNAPSE_PORT" && busy+=("synapse tcp/$SYNAPSE_PORT (SYNAPSE_PORT)")
+    port_busy tcp "$SYNAPSE_TLS_PORT" && busy+=("synapse tcp/$SYNAPSE_TLS_PORT (SYNAPSE_TLS_PORT)")
+  fi
+  for i in "${INSTANCES[@]}"; do
+    read -r name port udp tcp jport <<<"$i"
+    local up=${name^^}
+    if ! pid_alive "$(pid_of "livekit-$name")"; then
+      port_busy tcp "$port" && busy+=("livekit-$name tcp/$port (LK_${up}_PORT)")
+      port_busy udp "$udp" && busy+=("livekit-$name udp/$udp (LK_${up}_UDP_PORT)")
+      [ "$tcp" != 0 ] && port_busy tcp "$tcp" && busy+=("livekit-$name tcp/$tcp (LK_${up}_TCP_PORT)")
+    fi
+    if ! pid_alive "$(pid_of "lk-jwt-$name")"; then
+      port_busy tcp "$jport" && busy+=("lk-jwt-$name tcp/$jport (JWT_${up}_PORT)")
+    fi
+  done
+  if [ ${#busy[@]} -gt 0 ]; then
+    err "ports already in use (another stack or program?); set the named env vars to free ports:"
+    printf '  %s\n' "${busy[@]}" >&2
+    ss -Hltnup 2>/dev/null | grep -E "$(printf ':%s |' $(printf '%s\n' "${busy[@]}" | sed -E 's|.*/([0-9]+) .*|\1|') | sed 's/|$//')" >&2 || true
+    return 1
+  fi
 }
 
 # ------------------------------------------------------------------------------------------------ config
@@ -177,7 +231,6 @@ tls_certificate_path: "$RUN/tls/hs.crt"
 tls_private_key_path: "$RUN/tls/hs.key"
 database: {name: sqlite3, args: {database: "$hs/homeserver.db"}}
 media_store_path: "$hs/media_store"
-signing_key_path: "$hs/signing.key"
 trusted_key_servers: []
 suppress_key_server_warning: true
 federation_domain_whitelist: []
@@ -224,6 +277,7 @@ rtc:
   tcp_port: $tcp
   node_ip: 127.0.0.1
   use_external_ip: false
+  stun_servers: ["$LK_CLIENT_STUN"]   # else clients are told to use public STUN servers
   enable_loopback_candidate: true
   interfaces:
     includes: [lo]
@@ -247,9 +301,9 @@ write_stack_json() {
   local inst_json=""
   local i
   for i in "${INSTANCES[@]}"; do inst_json+="$i;"; done
-  STACK_JSON_OUT="$RUN/stack.json" RUN="$RUN" SERVER_NAME="$SERVER_NAME" SYNAPSE_PORT="$SYNAPSE_PORT" \
+  LK_CLIENT_STUN="$LK_CLIENT_STUN" STACK_JSON_OUT="$RUN/stack.json" RUN="$RUN" SERVER_NAME="$SERVER_NAME" SYNAPSE_PORT="$SYNAPSE_PORT" \
   SYNAPSE_TLS_PORT="$SYNAPSE_TLS_PORT" REG_SECRET="$REG_SECRET" LK_KEY="$LK_KEY" LK_SECRET="$LK_SECRET" \
-  INSTANCES_STR="$inst_json" RESTRICTED_FULL_ACCESS="$RESTRICTED_FULL_ACCESS" \
+  INSTANCES_STR="$inst_json" JWT_DESC="$JWT_DESC" RESTRICTED_FULL_ACCESS="$RESTRICTED_FULL_ACCESS" \
   FULL_MAX_PARTICIPANTS="$FULL_MAX_PARTICIPANTS" LIMITED_NUM_TRACKS="$LIMITED_NUM_TRACKS" "$pybin" - <<'PY'
 import json, os
 e = os.environ
@@ -270,6 +324,7 @@ out = {
         "pid": pid("synapse"),
         "log": os.path.join(run, "logs", "synapse.log"),
     },
+    "jwt_service_impl": e["JWT_DESC"],
     "livekit_api_key": e["LK_KEY"],
     "livekit_api_secret": e["LK_SECRET"],
     "livekit": {},
@@ -282,6 +337,7 @@ for spec in filter(None, e["INSTANCES_STR"].split(";")):
         "http_url": f"http://127.0.0.1:{lk}",
         "udp_port": int(udp),
         "tcp_port": int(tcp),
+        "client_stun_servers": ["stun:" + e["LK_CLIENT_STUN"]],
         "auto_create": name not in ("main", "restricted"),
         "pid": pid("livekit-" + name),
         "log": os.path.join(run, "logs", f"livekit-{name}.log"),
@@ -317,9 +373,11 @@ all_names() {
 cmd_up() {
   local t0; t0=$(date +%s)
   [ -x "$BIN/livekit-server" ] || { err "missing $BIN/livekit-server; run install.sh first"; exit 1; }
-  [ -x "$BIN/lk-jwt-service" ] || { err "missing $BIN/lk-jwt-service; run install.sh first"; exit 1; }
+  if [ "$LK_JWT_IMPL" = go ] && [ ! -x "$BIN/lk-jwt-service" ]; then err "missing $BIN/lk-jwt-service (LK_JWT_IMPL=go)"; exit 1; fi
+  log "jwt service implementation: $JWT_DESC"
   [ -x "$VENV/bin/python" ] || { err "missing Synapse venv $VENV; run install.sh first"; exit 1; }
   mkdir -p "$RUN" "$PIDS" "$LOGS"
+  preflight_ports || exit 1
   make_tls
   synapse_config
 
@@ -339,7 +397,7 @@ cmd_up() {
       LIVEKIT_URL="ws://127.0.0.1:$port" LIVEKIT_KEY="$LK_KEY" LIVEKIT_SECRET="$LK_SECRET" \
       LIVEKIT_JWT_BIND="127.0.0.1:$jport" LIVEKIT_FULL_ACCESS_HOMESERVERS="$(full_access_for "$name")" \
       LIVEKIT_INSECURE_SKIP_VERIFY_TLS=YES_I_KNOW_WHAT_I_AM_DOING \
-      "$BIN/lk-jwt-service"
+      "${JWT_CMD[@]}"
   done
 
   local ok=1
