@@ -39,8 +39,7 @@ export type RoomConnectionState = "disconnected" | "connecting" | "connected" | 
 
 /** Events the room watcher sends: one per LiveKit `ConnectionState`, plus participant changes. */
 export type RoomEvent =
-  | { type: `room.${RoomConnectionState}` }
-  | { type: "room.participantsChanged"; identities: string[] };
+  { type: `room.${RoomConnectionState}` } | { type: "room.participantsChanged"; identities: string[] };
 
 export type ConnectionMachineEvent = { type: "START" } | { type: "STOP" } | RoomEvent;
 
@@ -53,8 +52,7 @@ function notProvided(name: string): never {
   throw new Error(`The '${name}' actor has no implementation: create the actor with createConnectionActor()`);
 }
 
-const errorName = (error: unknown): string | undefined =>
-  error instanceof Error ? error.name : undefined;
+const errorName = (error: unknown): string | undefined => (error instanceof Error ? error.name : undefined);
 
 /**
  * The lifecycle of one MatrixRTC connection to a LiveKit SFU. Implementations of the actors (the I/O) are
@@ -78,7 +76,8 @@ export const connectionMachine = setup({
     requestSfuConfig: fromPromise<SfuCredentials, { openIdToken: Secret<OpenIDToken> }>(async () =>
       notProvided("requestSfuConfig"),
     ),
-    watchRoom: fromCallback<EventObject>(() => notProvided("watchRoom")),
+    // A no-op rather than a throw: a callback actor that throws would crash the whole machine.
+    watchRoom: fromCallback<EventObject>(() => {}),
     connectRoom: fromPromise<void, ConnectRoomInput>(async () => notProvided("connectRoom")),
     disconnectRoom: fromPromise<void>(async () => notProvided("disconnectRoom")),
   },

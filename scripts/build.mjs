@@ -47,7 +47,9 @@ let results;
 try {
   results = await Promise.all([
     esbuild.build({ ...common, format: "esm", outfile: "dist/index.mjs" }),
-    esbuild.build({ ...common, format: "cjs", outfile: "dist/index.cjs" }),
+    // platform "node" for CJS only: it adds the annotation that lets Node's ESM loader see named exports when
+    // something imports index.cjs directly; the code itself uses no Node API.
+    esbuild.build({ ...common, format: "cjs", platform: "node", outfile: "dist/index.cjs" }),
   ]);
 } catch (e) {
   fail(`esbuild failed: ${e.message}`);
@@ -76,7 +78,9 @@ const tscRun = spawnSync(tsc, ["-p", "tsconfig.build.json"], {
 });
 if (tscRun.error) fail(`could not run ${relative(root, tsc)}: ${tscRun.error.message}`);
 if (tscRun.status !== 0) {
-  fail(`declaration emit failed (tsc -p tsconfig.build.json, exit ${tscRun.status ?? tscRun.signal}):\n${tscRun.stdout}${tscRun.stderr}`);
+  fail(
+    `declaration emit failed (tsc -p tsconfig.build.json, exit ${tscRun.status ?? tscRun.signal}):\n${tscRun.stdout}${tscRun.stderr}`,
+  );
 }
 
 // 4. Entry declarations for the exports map. dist/types/** has no package.json "type" above it but the

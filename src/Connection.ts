@@ -164,7 +164,8 @@ export class Connection<R extends LivekitRoomLike = Room> {
     if (this.actor.getSnapshot().matches("Stopping")) await this.until((s) => s.matches("Stopped"));
     this.actor.send({ type: "START" });
     const outcome = await this.until(
-      (s) => s.matches({ Livekit: "connected" }) || s.matches("Stopping") || s.matches("Stopped") || s.matches("Failed"),
+      (s) =>
+        s.matches({ Livekit: "connected" }) || s.matches("Stopping") || s.matches("Stopped") || s.matches("Failed"),
     );
     if (outcome.matches("Failed") && !this.disposeController.signal.aborted) throw connectionStateOf(outcome);
   }

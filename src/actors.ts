@@ -9,7 +9,7 @@ import type {
 } from "../machines/connection.machine";
 import { FailToGetOpenIdToken, mapConnectError } from "./errors";
 import { describe } from "./retry";
-import { Secret, reveal } from "./secret";
+import { Secret, reveal, scrubSecrets } from "./secret";
 import { requestOpenIdToken, requestSfuConfig } from "./sfuConfig";
 import type {
   CallMembershipIdentityParts,
@@ -117,10 +117,11 @@ export function createConnectionActors(options: ConnectionActorsOptions) {
 
     connectRoom: fromPromise<void, ConnectRoomInput>(async ({ input }) => {
       logger.info(`connecting to the LiveKit room at ${input.url}`);
+      const jwt = reveal(input.jwt);
       try {
-        await room.connect(input.url, reveal(input.jwt));
+        await room.connect(input.url, jwt);
       } catch (e) {
-        throw mapConnectError(e);
+        throw mapConnectError(scrubSecrets(e, [jwt]));
       }
     }),
 

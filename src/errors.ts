@@ -149,9 +149,7 @@ interface ConnectionErrorLike {
 function isConnectionError(e: unknown): e is ConnectionErrorLike {
   // Duck-typed rather than `instanceof`, so errors from a second copy of livekit-client are recognised too.
   return (
-    e instanceof Error &&
-    e.name === "ConnectionError" &&
-    typeof (e as Partial<ConnectionErrorLike>).reason === "number"
+    e instanceof Error && e.name === "ConnectionError" && typeof (e as Partial<ConnectionErrorLike>).reason === "number"
   );
 }
 

@@ -41,3 +41,29 @@ export function redact(text: string, secrets: readonly (string | undefined)[]): 
   }
   return out;
 }
+
+/**
+ * Removes the given secrets from an error and its `cause` chain, in place: `message`, `stack` and string
+ * fields. Servers echo credentials (LiveKit's 401 body quotes the rejected token), and the error goes on to
+ * logs, `state$` and inspection events.
+ */
+export function scrubSecrets<T>(error: T, secrets: readonly string[], seen = new Set<unknown>()): T {
+  if (typeof error !== "object" || error === null || seen.has(error)) return error;
+  seen.add(error);
+  const record = error as Record<string, unknown>;
+  for (const key of [...Object.keys(record), "message", "stack"]) {
+    const value = record[key];
+    if (typeof value === "string") {
+      const clean = redact(value, secrets);
+      if (clean !== value) {
+        try {
+          record[key] = clean;
+        } catch {
+          // a read-only field; nothing better to do
+        }
+      }
+    }
+  }
+  if (error instanceof Error) scrubSecrets(error.cause, secrets, seen);
+  return error;
+}

@@ -150,7 +150,13 @@ export async function requestOpenIdToken(
   logger.debug("requesting an OpenID token from the homeserver");
   return withRetry(
     "OpenID token request",
-    async () => checkOpenIdToken(await abortable(Promise.resolve().then(() => client.getOpenIdToken()), signal)),
+    async () =>
+      checkOpenIdToken(
+        await abortable(
+          Promise.resolve().then(() => client.getOpenIdToken()),
+          signal,
+        ),
+      ),
     { retry: options.retry, signal, logger },
   );
 }
@@ -256,7 +262,11 @@ export async function requestSfuConfig(
             room_id: roomId,
             slot_id: CALL_SLOT_ID,
             openid_token: openIdToken,
-            member: { id: membership.memberId, claimed_user_id: membership.userId, claimed_device_id: membership.deviceId },
+            member: {
+              id: membership.memberId,
+              claimed_user_id: membership.userId,
+              claimed_device_id: membership.deviceId,
+            },
           },
           signal,
           secret,
@@ -282,7 +292,7 @@ export async function requestSfuConfig(
   return withRetry("SFU config request", attempt, { retry: options.retry, signal, logger });
 }
 
-export interface GetSfuConfigOptions extends SfuConfigRequestOptions {}
+export type GetSfuConfigOptions = SfuConfigRequestOptions;
 
 /**
  * The whole fetch: an OpenID token from the homeserver, then the SFU config from the auth service at

@@ -73,5 +73,8 @@ export interface LivekitRoomLike {
   on(event: RoomEvent.ConnectionStateChanged, listener: (state: ConnectionState) => void): unknown;
   on(event: RoomEvent.ParticipantConnected | RoomEvent.ParticipantDisconnected, listener: ParticipantListener): unknown;
   off(event: RoomEvent.ConnectionStateChanged, listener: (state: ConnectionState) => void): unknown;
-  off(event: RoomEvent.ParticipantConnected | RoomEvent.ParticipantDisconnected, listener: ParticipantListener): unknown;
+  off(
+    event: RoomEvent.ParticipantConnected | RoomEvent.ParticipantDisconnected,
+    listener: ParticipantListener,
+  ): unknown;
 }

@@ -10,24 +10,24 @@
 // ($STACK_JSON, else $STACK_RUN_DIR/stack.json, else ${MATRIXRTC_STACK_CACHE:-~/.cache/matrixrtc-stack}/run/stack.json).
 //
 // Also importable: import { registerUser, loadStack } from './register-user.mjs'.
-import { createHmac, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { createHmac, randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 
 export function stackJsonPath() {
   if (process.env.STACK_JSON) return process.env.STACK_JSON;
-  const cache = process.env.MATRIXRTC_STACK_CACHE || join(homedir(), '.cache', 'matrixrtc-stack');
-  const run = process.env.STACK_RUN_DIR || join(cache, 'run');
-  return join(run, 'stack.json');
+  const cache = process.env.MATRIXRTC_STACK_CACHE || join(homedir(), ".cache", "matrixrtc-stack");
+  const run = process.env.STACK_RUN_DIR || join(cache, "run");
+  return join(run, "stack.json");
 }
 
 export function loadStack(path = stackJsonPath()) {
   try {
-    return JSON.parse(readFileSync(path, 'utf8'));
+    return JSON.parse(readFileSync(path, "utf8"));
   } catch (e) {
-    throw new Error(`cannot read ${path} (is the stack up? run scripts/stack/stack.sh up): ${e.message}`);
+    throw new Error(`cannot read ${path} (is the stack up? run scripts/stack/stack.sh up): ${e.message}`, { cause: e });
   }
 }
 
@@ -37,9 +37,9 @@ export function loadStack(path = stackJsonPath()) {
  * @returns {Promise<{user_id: string, access_token: string, device_id: string}>}
  */
 export async function registerUser({ baseUrl, sharedSecret, username, password, admin = false }) {
-  username ??= `user-${randomBytes(5).toString('hex')}`;
-  password ??= randomBytes(12).toString('hex');
-  const url = new URL('/_synapse/admin/v1/register', baseUrl).toString();
+  username ??= `user-${randomBytes(5).toString("hex")}`;
+  password ??= randomBytes(12).toString("hex");
+  const url = new URL("/_synapse/admin/v1/register", baseUrl).toString();
 
   const nonceRes = await fetch(url);
   if (nonceRes.status !== 200) {
@@ -47,13 +47,13 @@ export async function registerUser({ baseUrl, sharedSecret, username, password, 
   }
   const { nonce } = await nonceRes.json();
 
-  const mac = createHmac('sha1', sharedSecret)
-    .update([nonce, username, password, admin ? 'admin' : 'notadmin'].join('\0'))
-    .digest('hex');
+  const mac = createHmac("sha1", sharedSecret)
+    .update([nonce, username, password, admin ? "admin" : "notadmin"].join("\0"))
+    .digest("hex");
 
   const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    method: "POST",
+    headers: { "content-type": "application/json" },
     body: JSON.stringify({ nonce, username, password, admin, mac }),
   });
   const body = await res.json().catch(() => ({}));
@@ -68,12 +68,14 @@ async function main(argv) {
   const opts = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a === '--admin') opts.admin = true;
-    else if (a === '--stack') opts.stack = argv[++i];
-    else if (a === '--hs') opts.hs = argv[++i];
-    else if (a === '--secret') opts.secret = argv[++i];
-    else if (a === '-h' || a === '--help') {
-      console.error('usage: register-user.mjs [username] [password] [--admin] [--stack stack.json] [--hs URL --secret S]');
+    if (a === "--admin") opts.admin = true;
+    else if (a === "--stack") opts.stack = argv[++i];
+    else if (a === "--hs") opts.hs = argv[++i];
+    else if (a === "--secret") opts.secret = argv[++i];
+    else if (a === "-h" || a === "--help") {
+      console.error(
+        "usage: register-user.mjs [username] [password] [--admin] [--stack stack.json] [--hs URL --secret S]",
+      );
       return 0;
     } else pos.push(a);
   }
@@ -85,7 +87,7 @@ async function main(argv) {
     sharedSecret ??= stack.homeserver.registration_shared_secret;
   }
   const user = await registerUser({ baseUrl, sharedSecret, username: pos[0], password: pos[1], admin: !!opts.admin });
-  process.stdout.write(JSON.stringify(user) + '\n');
+  process.stdout.write(JSON.stringify(user) + "\n");
   return 0;
 }
 

@@ -221,7 +221,10 @@ const failConnect = (error: Error) => () => sut().room.failConnect(error);
 const executors: Record<string, () => void | Promise<void>> = {
   CREATE: () => create(false),
   CREATE_WITH_SFU_CONFIG: () => create(true),
-  START: () => void sut().connection.start().catch(() => {}),
+  START: () =>
+    void sut()
+      .connection.start()
+      .catch(() => {}),
   STOP: async () => {
     shownBeforeStop = sut().connection.state$.value;
     void sut().connection.stop();

@@ -1,11 +1,5 @@
 import { EventEmitter } from "node:events";
-import {
-  ConnectionError,
-  ConnectionState,
-  DisconnectReason,
-  RoomEvent,
-  type RemoteParticipant,
-} from "livekit-client";
+import { ConnectionError, ConnectionState, DisconnectReason, RoomEvent, type RemoteParticipant } from "livekit-client";
 
 /** Lets pending promise callbacks and xstate's mailbox run. */
 export const flush = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));

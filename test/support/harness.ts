@@ -3,7 +3,7 @@ import type { ServerResponse } from "node:http";
 import { Connection, type ConnectionOpts } from "../../src";
 import type { Logger } from "../../src/types";
 import { FakeRoom } from "./fakeRoom";
-import { LoopbackServer, sendJson, type RecordedRequest } from "./loopbackServer";
+import { type LoopbackServer, sendJson, type RecordedRequest } from "./loopbackServer";
 import { ACCESS_TOKEN, makeLivekitJwt, openIdToken } from "./tokens";
 
 export const USER_ID = "@alice:localhost:8448";
@@ -24,7 +24,9 @@ export function recordingLogger(lines: string[] = [], prefix = ""): Logger & { l
   const write =
     (level: string) =>
     (...msg: unknown[]): void => {
-      lines.push(`${level} ${prefix}${msg.map((m) => (m instanceof Error ? `${m.name}: ${m.message}` : String(m))).join(" ")}`);
+      lines.push(
+        `${level} ${prefix}${msg.map((m) => (m instanceof Error ? `${m.name}: ${m.message}` : String(m))).join(" ")}`,
+      );
     };
   return {
     lines,
@@ -56,7 +58,12 @@ export const answer = {
   openId: (_: RecordedRequest, res: ServerResponse) => sendJson(res, 200, openIdToken()),
   sfuConfig: (_: RecordedRequest, res: ServerResponse) => sendJson(res, 200, { url: SFU_URL, jwt: JWT }),
   status:
-    (status: number, errcode = "M_UNKNOWN", extra: Record<string, unknown> = {}, headers: Record<string, string> = {}) =>
+    (
+      status: number,
+      errcode = "M_UNKNOWN",
+      extra: Record<string, unknown> = {},
+      headers: Record<string, string> = {},
+    ) =>
     (_: RecordedRequest, res: ServerResponse) =>
       sendJson(res, status, { errcode, error: `failure ${status}`, ...extra }, headers),
 };

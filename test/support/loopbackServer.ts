@@ -27,11 +27,10 @@ export class LoopbackServer {
   ) {}
 
   static async start(): Promise<LoopbackServer> {
-    let self: LoopbackServer | undefined;
-    const server = createServer((req, res) => self!.dispatch(req, res));
+    const server = createServer((req, res) => self.dispatch(req, res));
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     const { port } = server.address() as AddressInfo;
-    self = new LoopbackServer(server, `http://127.0.0.1:${port}`);
+    const self = new LoopbackServer(server, `http://127.0.0.1:${port}`);
     return self;
   }
 
@@ -106,7 +105,12 @@ export class LoopbackServer {
   }
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   res.writeHead(status, { "Content-Type": "application/json", ...headers });
   res.end(JSON.stringify(body));
 }

@@ -15,15 +15,39 @@ import {
 describe("mapConnectError (livekit-client's own ConnectionError factories)", () => {
   test.each([
     ["503 from the validate call", ConnectionError.serverUnreachable("node limit", 503), InsufficientCapacityError],
-    ["503 in the context of an internal error", ConnectionError.internal("unknown ws error", { status: 503 }), InsufficientCapacityError],
+    [
+      "503 in the context of an internal error",
+      ConnectionError.internal("unknown ws error", { status: 503 }),
+      InsufficientCapacityError,
+    ],
     ["200 (room over max_participants)", ConnectionError.websocket("ws failed", 200), InsufficientCapacityError],
     ["429 (connection limits)", ConnectionError.internal("x", { status: 429 }), InsufficientCapacityError],
-    ["a JOIN_FAILURE leave request (room full)", ConnectionError.leaveRequest("leave", DisconnectReason.JOIN_FAILURE), InsufficientCapacityError],
-    ["404 'requested room does not exist'", ConnectionError.notAllowed("requested room does not exist", 404), SFURoomCreationRestrictedError],
-    ["a signal time-out", ConnectionError.timeout("room connection has timed out (signal)"), PeerConnectionTimeoutError],
-    ["the peer-connection time-out", ConnectionError.internal("could not establish pc connection"), PeerConnectionTimeoutError],
+    [
+      "a JOIN_FAILURE leave request (room full)",
+      ConnectionError.leaveRequest("leave", DisconnectReason.JOIN_FAILURE),
+      InsufficientCapacityError,
+    ],
+    [
+      "404 'requested room does not exist'",
+      ConnectionError.notAllowed("requested room does not exist", 404),
+      SFURoomCreationRestrictedError,
+    ],
+    [
+      "a signal time-out",
+      ConnectionError.timeout("room connection has timed out (signal)"),
+      PeerConnectionTimeoutError,
+    ],
+    [
+      "the peer-connection time-out",
+      ConnectionError.internal("could not establish pc connection"),
+      PeerConnectionTimeoutError,
+    ],
     ["401 not allowed", ConnectionError.notAllowed("invalid token", 401), LivekitConnectionError],
-    ["a DUPLICATE_IDENTITY leave request", ConnectionError.leaveRequest("leave", DisconnectReason.DUPLICATE_IDENTITY), LivekitConnectionError],
+    [
+      "a DUPLICATE_IDENTITY leave request",
+      ConnectionError.leaveRequest("leave", DisconnectReason.DUPLICATE_IDENTITY),
+      LivekitConnectionError,
+    ],
     ["a cancelled connect", ConnectionError.cancelled("Client initiated disconnect"), LivekitConnectionError],
     ["a plain Error", new Error("LiveKit doesn't seem to be supported on this browser"), UnknownCallError],
     ["a thrown string", "boom", UnknownCallError],
@@ -51,11 +75,31 @@ describe("mapConnectError (livekit-client's own ConnectionError factories)", () 
 
 describe("error classes", () => {
   test.each([
-    [new FailToGetOpenIdToken(new Error("x")), ErrorCode.OPEN_ID_ERROR, ErrorCategory.CONFIGURATION_ISSUE, "Something went wrong"],
-    [new InsufficientCapacityError(), ErrorCode.INSUFFICIENT_CAPACITY_ERROR, ErrorCategory.UNKNOWN, "Insufficient capacity"],
-    [new SFURoomCreationRestrictedError(), ErrorCode.SFU_ERROR, ErrorCategory.CONFIGURATION_ISSUE, "Failed to create call"],
+    [
+      new FailToGetOpenIdToken(new Error("x")),
+      ErrorCode.OPEN_ID_ERROR,
+      ErrorCategory.CONFIGURATION_ISSUE,
+      "Something went wrong",
+    ],
+    [
+      new InsufficientCapacityError(),
+      ErrorCode.INSUFFICIENT_CAPACITY_ERROR,
+      ErrorCategory.UNKNOWN,
+      "Insufficient capacity",
+    ],
+    [
+      new SFURoomCreationRestrictedError(),
+      ErrorCode.SFU_ERROR,
+      ErrorCategory.CONFIGURATION_ISSUE,
+      "Failed to create call",
+    ],
     [new PeerConnectionTimeoutError(), ErrorCode.SFU_ERROR, ErrorCategory.NETWORK_CONNECTIVITY, "Connection timeout"],
-    [new LivekitConnectionError("WebSocket"), ErrorCode.SFU_ERROR, ErrorCategory.NETWORK_CONNECTIVITY, "Failed to connect to Livekit server"],
+    [
+      new LivekitConnectionError("WebSocket"),
+      ErrorCode.SFU_ERROR,
+      ErrorCategory.NETWORK_CONNECTIVITY,
+      "Failed to connect to Livekit server",
+    ],
     [new UnknownCallError(new Error("x")), ErrorCode.UNKNOWN_ERROR, ErrorCategory.UNKNOWN, "Something went wrong"],
   ])("%s has its code, category, and message = title", (error, code, category, title) => {
     expect(error).toBeInstanceOf(CallError);

@@ -46,7 +46,12 @@ describe("the SFU config request", () => {
   test("POSTs the MatrixRTC /get_token body and returns the config with alias and identity from the JWT", async () => {
     server.always(GET_TOKEN_PATH, answer.sfuConfig);
     const config = await requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID);
-    expect(config).toEqual({ url: SFU_URL, jwt: JWT, livekitAlias: "alias-of-the-call", livekitIdentity: "alice-identity" });
+    expect(config).toEqual({
+      url: SFU_URL,
+      jwt: JWT,
+      livekitAlias: "alias-of-the-call",
+      livekitIdentity: "alice-identity",
+    });
     const [req] = server.to(GET_TOKEN_PATH);
     expect(req!.method).toBe("POST");
     expect(req!.headers["content-type"]).toBe("application/json");
@@ -62,13 +67,19 @@ describe("the SFU config request", () => {
     server.always(GET_TOKEN_PATH, answer.status(500)).always(SFU_GET_PATH, answer.sfuConfig);
     const config = await requestSfuConfig(openIdToken(), membership, serviceUrl + "/", ROOM_ID);
     expect(config.url).toBe(SFU_URL);
-    expect(server.to(SFU_GET_PATH)[0]!.json).toEqual({ room: ROOM_ID, openid_token: openIdToken(), device_id: DEVICE_ID });
+    expect(server.to(SFU_GET_PATH)[0]!.json).toEqual({
+      room: ROOM_ID,
+      openid_token: openIdToken(),
+      device_id: DEVICE_ID,
+    });
   });
 
   test("a /get_token 404 sends later attempts straight to /sfu/get", async () => {
     server.always(GET_TOKEN_PATH, answer.status(404, "M_UNRECOGNIZED")).always(SFU_GET_PATH, answer.status(502));
     await expect(
-      requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { retry: { maxAttempts: 3, initialDelayMs: 1 } }),
+      requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, {
+        retry: { maxAttempts: 3, initialDelayMs: 1 },
+      }),
     ).rejects.toMatchObject({ httpStatus: 502 });
     expect(server.to(GET_TOKEN_PATH)).toHaveLength(1);
     expect(server.to(SFU_GET_PATH)).toHaveLength(3);
@@ -102,8 +113,12 @@ describe("the SFU config request", () => {
   });
 
   test("a 4xx other than 429 is not retried", async () => {
-    server.always(GET_TOKEN_PATH, answer.status(401, "M_UNAUTHORIZED")).always(SFU_GET_PATH, answer.status(400, "M_BAD_JSON"));
-    await expect(requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { retry: fastRetry })).rejects.toMatchObject({
+    server
+      .always(GET_TOKEN_PATH, answer.status(401, "M_UNAUTHORIZED"))
+      .always(SFU_GET_PATH, answer.status(400, "M_BAD_JSON"));
+    await expect(
+      requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { retry: fastRetry }),
+    ).rejects.toMatchObject({
       httpStatus: 400,
       errcode: "M_BAD_JSON",
       message: expect.stringContaining("answered 400 M_BAD_JSON: failure 400"),
@@ -150,7 +165,9 @@ describe("the SFU config request", () => {
     ["a jwt whose payload is not JSON", { url: SFU_URL, jwt: "a.bm90IGpzb24.c" }, /not base64url-encoded JSON/],
     ["a jwt without a room grant", { url: SFU_URL, jwt: makeLivekitJwt({ extra: { video: {} } }) }, /video\.room/],
   ])("an answer with %s is refused at once with a clear message", async (_name, body, message) => {
-    server.always(GET_TOKEN_PATH, (_, res) => sendJson(res, 200, body)).always(SFU_GET_PATH, (_, res) => sendJson(res, 200, body));
+    server
+      .always(GET_TOKEN_PATH, (_, res) => sendJson(res, 200, body))
+      .always(SFU_GET_PATH, (_, res) => sendJson(res, 200, body));
     await expect(
       requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { retry: fastRetry }),
     ).rejects.toThrow(message);
@@ -160,8 +177,12 @@ describe("the SFU config request", () => {
   test("a ws: SFU on another host is refused unless allowInsecureTransport is set; loopback is fine", async () => {
     server.always(GET_TOKEN_PATH, (_, res) => sendJson(res, 200, { url: "ws://sfu.example.org:7880", jwt: JWT }));
     server.always(SFU_GET_PATH, (_, res) => sendJson(res, 200, { url: "ws://sfu.example.org:7880", jwt: JWT }));
-    await expect(requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID)).rejects.toBeInstanceOf(InsecureTransportError);
-    const allowed = await requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { allowInsecureTransport: true });
+    await expect(requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID)).rejects.toBeInstanceOf(
+      InsecureTransportError,
+    );
+    const allowed = await requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, {
+      allowInsecureTransport: true,
+    });
     expect(allowed.url).toBe("ws://sfu.example.org:7880");
   });
 
@@ -194,7 +215,9 @@ describe("the OpenID token request (real matrix-js-sdk client)", () => {
   });
 
   test("a 429 is retried after the homeserver's retry_after_ms", async () => {
-    server.once(OPENID_PATH, answer.status(429, "M_LIMIT_EXCEEDED", { retry_after_ms: 120 })).always(OPENID_PATH, answer.openId);
+    server
+      .once(OPENID_PATH, answer.status(429, "M_LIMIT_EXCEEDED", { retry_after_ms: 120 }))
+      .always(OPENID_PATH, answer.openId);
     const logger = recordingLogger();
     await requestOpenIdToken(matrixClient(server), { retry: fastRetry, logger });
     const [first, second] = server.to(OPENID_PATH);
@@ -216,7 +239,9 @@ describe("the OpenID token request (real matrix-js-sdk client)", () => {
 
   test("server errors are retried up to maxAttempts", async () => {
     server.always(OPENID_PATH, answer.status(500));
-    await expect(requestOpenIdToken(matrixClient(server), { retry: { maxAttempts: 3, initialDelayMs: 1 } })).rejects.toMatchObject({
+    await expect(
+      requestOpenIdToken(matrixClient(server), { retry: { maxAttempts: 3, initialDelayMs: 1 } }),
+    ).rejects.toMatchObject({
       httpStatus: 500,
     });
     expect(server.to(OPENID_PATH)).toHaveLength(3);

@@ -1,0 +1,168 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { instance } from "@viz-js/viz";
+import { connectionMachine } from "../machines/connection.machine";
+import {
+  guardLabel,
+  normalizeSvg,
+  normalizeText,
+  shortEventLabel,
+  toDot,
+  toMermaid,
+  type DiagramMachine,
+  type DiagramStateNode,
+} from "../scripts/diagram-lib";
+
+const docs = join(__dirname, "..", "docs");
+const MMD = join(docs, "connection-machine.mmd");
+const SVG = join(docs, "connection-machine.svg");
+const RUN = "Run `npm run diagram` and commit docs/ (or check with `npm run diagram -- --check`).";
+
+/** Throws a short, actionable message instead of a 200-line diff when a generated file is stale. */
+function expectUpToDate(file: string, onDisk: string, fresh: string): void {
+  if (onDisk === fresh) return;
+  const a = onDisk.split("\n");
+  const b = fresh.split("\n");
+  let line = 0;
+  while (line < a.length && line < b.length && a[line] === b[line]) line++;
+  throw new Error(
+    `${file} is stale: it no longer matches machines/connection.machine.ts. ${RUN}\n` +
+      `First difference at line ${line + 1}:\n  on disk:   ${a[line] ?? "<end of file>"}\n  generated: ${b[line] ?? "<end of file>"}`,
+  );
+}
+
+// The machine walked independently of the library, straight from the XState v5 state nodes.
+interface Transition {
+  source: DiagramStateNode;
+  eventType: string;
+  target: DiagramStateNode | undefined;
+  guard: unknown;
+}
+
+const machine: DiagramMachine = connectionMachine;
+
+function statesOf(node: DiagramStateNode): DiagramStateNode[] {
+  return Object.values(node.states).flatMap((child) => [child, ...statesOf(child)]);
+}
+
+const states = statesOf(machine.root);
+
+const transitions: Transition[] = states.flatMap((source) =>
+  [...source.transitions.entries(), ...(source.always ? [["", source.always] as const] : [])].flatMap(
+    ([eventType, candidates]) =>
+      candidates.flatMap((t) =>
+        (t.target?.length ? t.target : [undefined]).map((target) => ({ source, eventType, target, guard: t.guard })),
+      ),
+  ),
+);
+
+const escapeRegExp = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+describe("state machine diagram (docs/connection-machine.*)", () => {
+  const mermaid = toMermaid(machine);
+
+  it("has a committed Mermaid file that matches the machine", () => {
+    let onDisk: string;
+    try {
+      onDisk = readFileSync(MMD, "utf8");
+    } catch {
+      throw new Error(`docs/connection-machine.mmd is missing. ${RUN}`);
+    }
+    expectUpToDate("docs/connection-machine.mmd", normalizeText(onDisk), mermaid);
+  });
+
+  it("declares every state node of the machine", () => {
+    expect(states.length).toBeGreaterThan(10);
+    for (const node of states) {
+      expect(mermaid).toContain(node.id);
+      expect(mermaid).toMatch(
+        new RegExp(`^\\s*state "${escapeRegExp(node.key)}" as ${escapeRegExp(node.id)}( \\{)?$`, "m"),
+      );
+    }
+  });
+
+  it("marks the initial state of the machine and of every compound state", () => {
+    expect(mermaid).toMatch(/^ {2}\[\*\] --> connection\.Initialized$/m);
+    expect(mermaid).toMatch(/^ {4}\[\*\] --> connection\.FetchingConfig\.RequestingOpenIdToken$/m);
+    expect(mermaid).toMatch(/^ {4}\[\*\] --> connection\.Livekit\.disconnected$/m);
+    expect(mermaid).toMatch(/^ {4}\[\*\] --> connection\.Failed\.Unknown$/m);
+  });
+
+  it("draws every transition (source, event, target) as an edge, with its guard", () => {
+    const edgeLines = mermaid.split("\n").filter((l) => / --> /.test(l) && !l.includes("[*]"));
+    expect(edgeLines).toHaveLength(transitions.length);
+    for (const t of transitions) {
+      // Targetless transitions (actions only) are drawn as self-loops.
+      const target = t.target ?? t.source;
+      let event = t.eventType.replace(/^xstate\.done\.actor\./, "done: ").replace(/^xstate\.error\.actor\./, "error: ");
+      if (t.eventType === "") event = "always";
+      const line = `${t.source.id} --> ${target.id} : ${event}`;
+      const candidates = edgeLines.filter((l) => l.trim() === line || l.trim().startsWith(`${line} `));
+      expect({ transition: line, found: candidates.length > 0 }).toEqual({ transition: line, found: true });
+      if (t.guard !== undefined) {
+        const guard =
+          typeof t.guard === "string"
+            ? t.guard
+            : [
+                (t.guard as { type: string }).type,
+                ...Object.values((t.guard as { params?: Record<string, string> }).params ?? {}),
+              ].join(" ");
+        expect(candidates.some((l) => l.includes(`[${guard}]`))).toBe(true);
+      }
+    }
+  });
+
+  it("shows the parameterised guards and the shortened actor events", () => {
+    expect(mermaid).toContain(
+      "connection.Livekit --> connection.Failed.InsufficientCapacity : error: connectRoom [errorIs InsufficientCapacityError]",
+    );
+    expect(mermaid).toContain(
+      "connection.FetchingConfig.RequestingSfuConfig --> connection.Livekit : done: requestSfuConfig",
+    );
+    expect(mermaid).not.toMatch(/xstate\.(done|error)\.actor/);
+  });
+
+  it("has a committed SVG that matches a fresh Graphviz rendering", async () => {
+    let onDisk: string;
+    try {
+      onDisk = readFileSync(SVG, "utf8");
+    } catch {
+      throw new Error(`docs/connection-machine.svg is missing. ${RUN}`);
+    }
+    // Every state is a node (or, when compound, a cluster) titled with its id and labelled with its name.
+    const missing = states
+      .filter((n) => !onDisk.includes(`<title>${n.id}</title>`) && !onDisk.includes(`<title>cluster_${n.id}</title>`))
+      .map((n) => n.id);
+    expect(missing).toEqual([]);
+    const unnamed = states.filter((n) => !onDisk.includes(`>${n.key}</text>`)).map((n) => n.key);
+    expect(unnamed).toEqual([]);
+    // Rendering takes well under a second (WASM Graphviz), so the whole picture is compared.
+    const fresh = (await instance()).renderString(toDot(machine), { format: "svg" });
+    expectUpToDate("docs/connection-machine.svg", normalizeSvg(onDisk), normalizeSvg(fresh));
+  });
+});
+
+describe("diagram labels", () => {
+  it("shortens the xstate built-in events", () => {
+    expect(shortEventLabel("xstate.done.actor.requestOpenIdToken")).toBe("done: requestOpenIdToken");
+    expect(shortEventLabel("xstate.error.actor.connectRoom")).toBe("error: connectRoom");
+    expect(shortEventLabel("xstate.after.1000.connection.Stopping")).toBe("after 1000ms");
+    expect(shortEventLabel("")).toBe("always");
+    expect(shortEventLabel("room.connected")).toBe("room.connected");
+  });
+
+  it("renders named, parameterised, combined and inline guards", () => {
+    expect(guardLabel(undefined)).toBeUndefined();
+    expect(guardLabel("hasExistingSfuConfig")).toBe("hasExistingSfuConfig");
+    expect(guardLabel({ type: "errorIs", params: { name: "InsufficientCapacityError" } })).toBe(
+      "errorIs InsufficientCapacityError",
+    );
+    expect(guardLabel({ type: "within", params: { min: 1, max: 3 } })).toBe("within min=1 max=3");
+    expect(guardLabel({ type: "dynamic", params: () => ({}) })).toBe("dynamic(…)");
+    const not = Object.assign(function not() {}, { guards: ["a"] });
+    const and = Object.assign(function and() {}, { guards: ["a", not, { type: "b", params: { x: "y" } }] });
+    expect(guardLabel(not)).toBe("!a");
+    expect(guardLabel(and)).toBe("a && !a && (b y)");
+    expect(guardLabel(() => true)).toBe("inline");
+  });
+});

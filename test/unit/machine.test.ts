@@ -1,0 +1,57 @@
+import { inspect } from "node:util";
+import { createActor, waitFor } from "xstate";
+import { connectionMachine } from "../../src";
+import { Secret, reveal } from "../../src/secret";
+
+describe("the bare connectionMachine (no actors provided)", () => {
+  test("says what is missing instead of hanging or crashing", async () => {
+    const actor = createActor(connectionMachine, { input: {} }).start();
+    actor.send({ type: "START" });
+    const snapshot = await waitFor(actor, (s) => s.matches("Failed"), { timeout: 1000 });
+    expect(snapshot.value).toEqual({ Failed: "OpenIdError" });
+    expect(String(snapshot.context.error)).toMatch(
+      /'requestOpenIdToken' actor has no implementation.*createConnectionActor/,
+    );
+    actor.stop();
+  });
+
+  test("every state has a description", () => {
+    const walk = (node: typeof connectionMachine.root): string[] => [
+      ...(node.description ? [] : [node.id]),
+      ...Object.values(node.states).flatMap(walk),
+    ];
+    expect(walk(connectionMachine.root)).toEqual([]);
+  });
+
+  test("every invoke has an explicit id equal to its source", () => {
+    const walk = (node: typeof connectionMachine.root): { id: string; src: unknown }[] => [
+      ...node.invoke.map((i) => ({ id: i.id, src: i.src })),
+      ...Object.values(node.states).flatMap(walk),
+    ];
+    const invokes = walk(connectionMachine.root);
+    expect(invokes.map((i) => i.id).sort()).toEqual([
+      "connectRoom",
+      "disconnectRoom",
+      "requestOpenIdToken",
+      "requestSfuConfig",
+      "watchRoom",
+    ]);
+    for (const i of invokes) expect(i.src).toBe(i.id);
+  });
+});
+
+describe("Secret", () => {
+  test("prints as [redacted] whichever way it is turned into text", () => {
+    const s = new Secret("eyJ.secret.jwt");
+    expect(JSON.stringify({ s })).toBe('{"s":"[redacted]"}');
+    expect(String(s)).toBe("[redacted]");
+    expect(`${s}`).toBe("[redacted]");
+    expect(inspect({ s })).toBe("{ s: Secret([redacted]) }");
+    expect(Object.keys(s)).toEqual([]);
+    expect(reveal(s)).toBe("eyJ.secret.jwt");
+  });
+
+  test("reveal refuses anything that is not a Secret", () => {
+    expect(() => reveal({} as Secret<string>)).toThrow(TypeError);
+  });
+});
