@@ -358,7 +358,10 @@ async function checkProject(kind, tarball, peerSpecs) {
       for (let j = i + 1; j < lines.length && /^\s/.test(lines[j]); j++) errors.push(lines[j]); // its details
     }
     if (errors.length || (result.code !== 0 && thirdParty === 0)) {
-      throw new CheckError(`${kind}: the TypeScript consumer does not type-check`, errors.join("\n") || result.stdout + result.stderr);
+      throw new CheckError(
+        `${kind}: the TypeScript consumer does not type-check`,
+        errors.join("\n") || result.stdout + result.stderr,
+      );
     }
     return { ...result, thirdParty };
   });
@@ -366,7 +369,10 @@ async function checkProject(kind, tarball, peerSpecs) {
   const wanted = kind === "esm" ? "index.d.mts" : "index.d.cts";
   const other = kind === "esm" ? "index.d.cts" : "index.d.mts";
   const inPackage = (f) => f.includes(`/node_modules/${pkg.name}/dist/`);
-  if (!files.some((f) => inPackage(f) && f.endsWith(`/dist/${wanted}`)) || files.some((f) => inPackage(f) && f.endsWith(`/dist/${other}`))) {
+  if (
+    !files.some((f) => inPackage(f) && f.endsWith(`/dist/${wanted}`)) ||
+    files.some((f) => inPackage(f) && f.endsWith(`/dist/${other}`))
+  ) {
     const used = files.filter(inPackage).join("\n");
     throw new CheckError(`${kind}: tsc did not resolve the package to dist/${wanted}`, used);
   }
@@ -382,7 +388,9 @@ try {
   const peerSpecs = PEERS.map((p) => `${p}@${pkg.devDependencies[p]}`);
   console.log(`pack-check of ${pkg.name}@${pkg.version} in ${work}`);
 
-  await step("npm run build", () => run("npm run build", "npm", ["run", "build"], { cwd: root, timeoutMs: TIMEOUT.build }));
+  await step("npm run build", () =>
+    run("npm run build", "npm", ["run", "build"], { cwd: root, timeoutMs: TIMEOUT.build }),
+  );
 
   const packDir = join(work, "pack");
   mkdirSync(packDir);
@@ -409,7 +417,9 @@ try {
   if (missing.length) throw new CheckError(`the tarball lacks ${missing.join(", ")}`, packedFiles.join("\n"));
   const stray = packedFiles.filter((f) => /^(src|test|machines|scripts|node_modules)\//.test(f));
   if (stray.length) throw new CheckError(`the tarball has files that should not be published`, stray.join("\n"));
-  console.log(`      ${packed.filename}: ${packed.size} B packed, ${packed.unpackedSize} B unpacked, ${packedFiles.length} files`);
+  console.log(
+    `      ${packed.filename}: ${packed.size} B packed, ${packed.unpackedSize} B unpacked, ${packedFiles.length} files`,
+  );
   const tarball = join(packDir, packed.filename);
 
   const results = await Promise.allSettled(["esm", "cjs"].map((kind) => checkProject(kind, tarball, peerSpecs)));
