@@ -307,3 +307,52 @@ describe("secrets", () => {
     },
   );
 });
+
+describe("time limits", () => {
+  test("a homeserver that never answers fails the OpenID phase after timeouts.openIdTokenMs", async () => {
+    server.reset();
+    server.always(OPENID_PATH, hang);
+    const h = makeConnection(server, { timeouts: { openIdTokenMs: 150 } });
+    const t0 = Date.now();
+    const error = (await h.connection.start().catch((e: unknown) => e)) as FailToGetOpenIdToken;
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(145);
+    expect(error).toBeInstanceOf(FailToGetOpenIdToken);
+    expect(error.cause).toMatchObject({
+      name: "TimeoutError",
+      message: "The OpenID token request took longer than 150 ms",
+    });
+    expect(h.connection.actor.getSnapshot().value).toEqual({ Failed: "OpenIdError" });
+  });
+
+  test("an auth service that never answers fails after timeouts.sfuConfigMs and the request is aborted", async () => {
+    server.reset();
+    server.always(OPENID_PATH, answer.openId).always(GET_TOKEN_PATH, hang);
+    const h = makeConnection(server, { timeouts: { sfuConfigMs: 150 } });
+    const closed = server.nextAbort();
+    const error = (await h.connection.start().catch((e: unknown) => e)) as FailToGetOpenIdToken;
+    expect(error.cause).toMatchObject({ name: "TimeoutError" });
+    await closed;
+    expect(server.to(GET_TOKEN_PATH)[0]!.aborted).toBe(true);
+    expect(h.room.connectCalls).toHaveLength(0);
+  });
+
+  test("a room.disconnect() that never finishes still reaches Stopped after timeouts.disconnectMs", async () => {
+    const h = makeConnection(server, { timeouts: { disconnectMs: 100 } });
+    h.room.autoConnect = "succeed";
+    await h.connection.start();
+    h.room.holdDisconnect = true;
+    await h.connection.stop();
+    expect(h.connection.state$.value).toBe(Stopped);
+    expect(h.logger.lines.join("\n")).toMatch(/did not finish within 100 ms/);
+  });
+
+  test("a room.disconnect() that throws still reaches Stopped, with a warning", async () => {
+    const h = makeConnection(server);
+    h.room.autoConnect = "succeed";
+    await h.connection.start();
+    h.room.disconnectError = new Error("engine close failed");
+    await h.connection.stop();
+    expect(h.connection.state$.value).toBe(Stopped);
+    expect(h.logger.lines.join("\n")).toMatch(/warn .*room.disconnect\(\) failed: Error: engine close failed/);
+  });
+});
