@@ -75,33 +75,43 @@ describe("mapConnectError (livekit-client's own ConnectionError factories)", () 
 
 describe("error classes", () => {
   test.each([
-    [
-      new FailToGetOpenIdToken(new Error("x")),
-      ErrorCode.OPEN_ID_ERROR,
-      ErrorCategory.CONFIGURATION_ISSUE,
-      "Something went wrong",
-    ],
-    [
-      new InsufficientCapacityError(),
-      ErrorCode.INSUFFICIENT_CAPACITY_ERROR,
-      ErrorCategory.UNKNOWN,
-      "Insufficient capacity",
-    ],
-    [
-      new SFURoomCreationRestrictedError(),
-      ErrorCode.SFU_ERROR,
-      ErrorCategory.CONFIGURATION_ISSUE,
-      "Failed to create call",
-    ],
-    [new PeerConnectionTimeoutError(), ErrorCode.SFU_ERROR, ErrorCategory.NETWORK_CONNECTIVITY, "Connection timeout"],
-    [
-      new LivekitConnectionError("WebSocket"),
-      ErrorCode.SFU_ERROR,
-      ErrorCategory.NETWORK_CONNECTIVITY,
-      "Failed to connect to Livekit server",
-    ],
-    [new UnknownCallError(new Error("x")), ErrorCode.UNKNOWN_ERROR, ErrorCategory.UNKNOWN, "Something went wrong"],
-  ])("%s has its code, category, and message = title", (error, code, category, title) => {
+    {
+      error: new FailToGetOpenIdToken(new Error("x")),
+      code: ErrorCode.OPEN_ID_ERROR,
+      category: ErrorCategory.CONFIGURATION_ISSUE,
+      title: "Something went wrong",
+    },
+    {
+      error: new InsufficientCapacityError(),
+      code: ErrorCode.INSUFFICIENT_CAPACITY_ERROR,
+      category: ErrorCategory.UNKNOWN,
+      title: "Insufficient capacity",
+    },
+    {
+      error: new SFURoomCreationRestrictedError(),
+      code: ErrorCode.SFU_ERROR,
+      category: ErrorCategory.CONFIGURATION_ISSUE,
+      title: "Failed to create call",
+    },
+    {
+      error: new PeerConnectionTimeoutError(),
+      code: ErrorCode.SFU_ERROR,
+      category: ErrorCategory.NETWORK_CONNECTIVITY,
+      title: "Connection timeout",
+    },
+    {
+      error: new LivekitConnectionError("WebSocket"),
+      code: ErrorCode.SFU_ERROR,
+      category: ErrorCategory.NETWORK_CONNECTIVITY,
+      title: "Failed to connect to Livekit server",
+    },
+    {
+      error: new UnknownCallError(new Error("x")),
+      code: ErrorCode.UNKNOWN_ERROR,
+      category: ErrorCategory.UNKNOWN,
+      title: "Something went wrong",
+    },
+  ])("$error.name has its code, category, and message = title", ({ error, code, category, title }) => {
     expect(error).toBeInstanceOf(CallError);
     expect(error).toBeInstanceOf(Error);
     expect(error.code).toBe(code);
