@@ -53,6 +53,6 @@ test("every TypeScript example in the README type-checks", () => {
   try {
     execFileSync(join(root, "node_modules", ".bin", "tsc"), ["-p", dir], { encoding: "utf8", timeout: 60_000 });
   } catch (e) {
-    throw new Error(`README examples do not type-check:\n${(e as { stdout?: string }).stdout}`);
+    throw new Error(`README examples do not type-check:\n${(e as { stdout?: string }).stdout}`, { cause: e });
   }
 });
