@@ -184,6 +184,8 @@ export const connectionMachine = setup({
           id: "connectRoom",
           src: "connectRoom",
           input: ({ context }) => ({ url: context.sfuConfig!.url, jwt: context.sfuConfig!.jwt }),
+          // No onDone: the room's own 'connected' report (sent before connect() resolves) moves the state; a
+          // late done event must not pull a room that has moved on back to 'connected'.
           onError: [
             {
               guard: { type: "errorIs", params: { name: "InsufficientCapacityError" } },

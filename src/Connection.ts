@@ -3,8 +3,8 @@ import { BehaviorSubject, type Observable } from "rxjs";
 import type { Actor, InspectionEvent, Observer, SnapshotFrom } from "xstate";
 import type { ConnectionMachine } from "../machines/connection.machine";
 import { ConnectionState, connectionStateOf } from "./connectionState";
-import { createConnectionActor } from "./createConnectionActor";
-import type { CallError } from "./errors";
+import { checkConnectionOptions, createConnectionActor } from "./createConnectionActor";
+import { toCallError, type CallError } from "./errors";
 import { silentLogger } from "./logger";
 import type {
   CallMembershipIdentityParts,
@@ -43,6 +43,15 @@ function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
+/** A read-only view of a BehaviorSubject: subscribers get the current value first; `value` reads it. */
+function behavior<T>(subject: BehaviorSubject<T>): Behavior<T> {
+  const observable = subject.asObservable();
+  Object.defineProperty(observable, "value", { get: () => subject.value, enumerable: true });
+  return observable as Behavior<T>;
+}
+
+type Snapshot = SnapshotFrom<ConnectionMachine>;
+
 /**
  * A drop-in for Element Call's `Connection`, driven by the connection statechart. `state$` and
  * `remoteParticipants$` replay their current value to each subscriber.
@@ -52,21 +61,17 @@ export class Connection<R extends LivekitRoomLike = Room> {
   readonly livekitRoom: R;
   /** The running statechart actor, for inspection or `getSnapshot()`. */
   readonly actor: Actor<ConnectionMachine>;
-
-  private readonly _state$ = new BehaviorSubject<ConnectionState | CallError>(ConnectionState.Initialized);
-  private readonly _remoteParticipants$: BehaviorSubject<RemoteParticipant[]>;
-  private readonly logger: Logger;
-  private readonly disposeController = new AbortController();
-
   /** The connection's state: a ConnectionState, or the CallError that stopped it. */
-  get state$(): Behavior<ConnectionState | CallError> {
-    return this._state$;
-  }
-
+  readonly state$: Behavior<ConnectionState | CallError>;
   /** The remote participants of the LiveKit room, from construction on, until disposal. */
-  get remoteParticipants$(): Behavior<RemoteParticipant[]> {
-    return this._remoteParticipants$;
-  }
+  readonly remoteParticipants$: Behavior<RemoteParticipant[]>;
+
+  private readonly stateSubject = new BehaviorSubject<ConnectionState | CallError>(ConnectionState.Initialized);
+  private readonly participantsSubject: BehaviorSubject<RemoteParticipant[]>;
+  private readonly logger: Logger;
+  private readonly disposed = new AbortController();
+  /** How many times stop() was called: a start() waiting for an earlier stop gives way to a later one. */
+  private stops = 0;
 
   /** The LiveKit room name (the JWT's `video.room`) once the SFU config is known. */
   get livekitAlias(): string | undefined {
@@ -74,9 +79,9 @@ export class Connection<R extends LivekitRoomLike = Room> {
   }
 
   constructor(opts: ConnectionOpts<R>, logger: Logger = silentLogger) {
-    if (typeof opts?.livekitRoomFactory !== "function") throw new TypeError("livekitRoomFactory must be a function");
-    const url = opts.transport?.livekit_service_url;
-    this.logger = logger.getChild(`[Connection ${url}]`);
+    checkConnectionOptions(opts);
+    if (typeof opts.livekitRoomFactory !== "function") throw new TypeError("livekitRoomFactory must be a function");
+    this.logger = logger.getChild(`[Connection ${opts.transport.livekit_service_url}]`);
     this.transport = opts.transport;
     this.livekitRoom = opts.livekitRoomFactory();
     this.actor = createConnectionActor({
@@ -97,82 +102,113 @@ export class Connection<R extends LivekitRoomLike = Room> {
 
     const room = this.livekitRoom;
     const readParticipants = (): RemoteParticipant[] => [...room.remoteParticipants.values()];
-    this._remoteParticipants$ = new BehaviorSubject(readParticipants());
+    this.participantsSubject = new BehaviorSubject(readParticipants());
     const onParticipants = (): void => {
       const next = readParticipants();
-      if (!sameItems(next, this._remoteParticipants$.value)) this._remoteParticipants$.next(next);
+      if (!sameItems(next, this.participantsSubject.value)) this.participantsSubject.next(next);
     };
     room.on(RoomEvent.ParticipantConnected, onParticipants);
     room.on(RoomEvent.ParticipantDisconnected, onParticipants);
     room.on(RoomEvent.ConnectionStateChanged, onParticipants);
+    this.state$ = behavior(this.stateSubject);
+    this.remoteParticipants$ = behavior(this.participantsSubject);
 
-    const subscription = this.actor.subscribe((snapshot) => this.onSnapshot(snapshot));
+    const subscription = this.actor.subscribe((snapshot) => {
+      const state = connectionStateOf(snapshot);
+      if (state !== undefined && state !== this.stateSubject.value) this.stateSubject.next(state);
+    });
     this.actor.start();
 
-    const signal = this.disposeController.signal;
-    signal.addEventListener("abort", () => {
+    this.disposed.signal.addEventListener("abort", () => {
       subscription.unsubscribe();
       room.off(RoomEvent.ParticipantConnected, onParticipants);
       room.off(RoomEvent.ParticipantDisconnected, onParticipants);
       room.off(RoomEvent.ConnectionStateChanged, onParticipants);
-      this._state$.complete();
-      this._remoteParticipants$.complete();
+      this.stateSubject.complete();
+      this.participantsSubject.complete();
     });
     if (opts.signal) {
-      const dispose = (): void => {
-        this.logger.info("signal aborted: stopping and disposing");
-        const stopped = this.stop();
-        this.disposeController.abort();
-        void stopped.then(() => this.actor.stop());
-      };
+      const dispose = (): void => this.dispose();
       if (opts.signal.aborted) dispose();
-      else opts.signal.addEventListener("abort", dispose, { once: true, signal });
+      else opts.signal.addEventListener("abort", dispose, { once: true, signal: this.disposed.signal });
     }
   }
 
-  private onSnapshot(snapshot: SnapshotFrom<ConnectionMachine>): void {
-    const state = connectionStateOf(snapshot);
-    if (state !== undefined && state !== this._state$.value) this._state$.next(state);
+  /** Stops the machine (disconnecting the room) and lets go of everything; the observables complete at once. */
+  private dispose(): void {
+    this.logger.info("signal aborted: stopping and disposing");
+    this.disposed.abort();
+    if (this.actor.getSnapshot().status !== "active") return;
+    this.stops++;
+    this.actor.send({ type: "STOP" });
+    const stopActor = (s: Snapshot): boolean => {
+      if (!s.matches("Stopped")) return false;
+      this.actor.stop();
+      return true;
+    };
+    if (!stopActor(this.actor.getSnapshot())) {
+      const sub = this.actor.subscribe((s) => {
+        if (stopActor(s)) sub.unsubscribe();
+      });
+    }
   }
 
-  /** Resolves with the first snapshot that satisfies `done`, or when the connection is disposed. */
-  private until(done: (s: SnapshotFrom<ConnectionMachine>) => boolean): Promise<SnapshotFrom<ConnectionMachine>> {
+  /**
+   * Resolves with the first snapshot that satisfies `done`, or with the last one when the connection is
+   * disposed or the actor ends (stopped from outside, or crashed).
+   */
+  private until(done: (s: Snapshot) => boolean): Promise<Snapshot> {
     return new Promise((resolve) => {
-      const signal = this.disposeController.signal;
-      const check = (s: SnapshotFrom<ConnectionMachine>): boolean => {
-        if (!done(s) && !signal.aborted) return false;
+      const signal = this.disposed.signal;
+      let settled = false;
+      const settle = (): void => {
+        if (settled) return;
+        const s = this.actor.getSnapshot();
+        if (!done(s) && !signal.aborted && s.status === "active") return;
+        settled = true;
         sub.unsubscribe();
-        signal.removeEventListener("abort", onDispose);
+        signal.removeEventListener("abort", settle);
         resolve(s);
-        return true;
       };
-      const onDispose = (): void => void check(this.actor.getSnapshot());
-      const sub = this.actor.subscribe((s) => void check(s));
-      signal.addEventListener("abort", onDispose, { once: true });
-      check(this.actor.getSnapshot());
+      const sub = this.actor.subscribe({ next: settle, error: settle, complete: settle });
+      signal.addEventListener("abort", settle, { once: true });
+      settle();
     });
   }
 
   /**
-   * Starts the pipeline (OpenID → SFU config → LiveKit). `FetchingConfig` is emitted synchronously. Resolves
-   * once connected, or if the connection is stopped first; rejects with the CallError if it fails. Calling it
-   * while a start is under way joins that start; after a lost connection it connects again.
+   * Starts the pipeline (OpenID → SFU config → LiveKit); `FetchingConfig` (with `existingSFUConfig`:
+   * `disconnected`) is emitted synchronously. Resolves once connected, or when the run ends without an error
+   * first (stopped, disposed, or a connection lost while this start waited); rejects with the CallError if it
+   * fails. Calling it while a run is under way joins that run; after a lost connection it connects again;
+   * while a stop is under way it waits for `Stopped` first, unless stop() is called again meanwhile.
    */
   async start(): Promise<void> {
-    if (this.disposeController.signal.aborted) throw new Error("This Connection has been disposed of");
+    if (this.disposed.signal.aborted) throw new Error("This Connection has been disposed of");
     this.logger.debug("start");
-    if (this.actor.getSnapshot().matches("Stopping")) await this.until((s) => s.matches("Stopped"));
+    const stopsBefore = this.stops;
+    if (this.actor.getSnapshot().matches("Stopping")) {
+      await this.until((s) => s.matches("Stopped"));
+      if (this.stops !== stopsBefore || this.disposed.signal.aborted) return;
+    }
+    if (this.actor.getSnapshot().status !== "active") return;
     this.actor.send({ type: "START" });
     const outcome = await this.until(
       (s) =>
-        s.matches({ Livekit: "connected" }) || s.matches("Stopping") || s.matches("Stopped") || s.matches("Failed"),
+        s.matches({ Livekit: "connected" }) ||
+        (s.matches({ Livekit: "disconnected" }) && s.context.connectionLost) ||
+        s.matches("Stopping") ||
+        s.matches("Stopped") ||
+        s.matches("Failed"),
     );
-    if (outcome.matches("Failed") && !this.disposeController.signal.aborted) throw connectionStateOf(outcome);
+    if (outcome.status === "error") throw toCallError(outcome.error);
+    if (outcome.matches("Failed") && !this.disposed.signal.aborted) throw connectionStateOf(outcome);
   }
 
   /** Stops: aborts a fetch in flight, cancels a connect, disconnects the room. Resolves at `Stopped`. */
   async stop(): Promise<void> {
     this.logger.debug("stop");
+    this.stops++;
     if (this.actor.getSnapshot().status !== "active") return;
     this.actor.send({ type: "STOP" });
     await this.until((s) => s.matches("Stopped"));

@@ -153,11 +153,13 @@ export function createConnectionActors(options: ConnectionActorsOptions) {
       };
     }),
 
-    disconnectRoom: fromPromise<void>(async () => {
+    disconnectRoom: fromPromise<void>(async ({ signal }) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timedOut = new Promise<"timeout">((resolve) => {
         timer = setTimeout(() => resolve("timeout"), timeouts.disconnectMs);
       });
+      const stopTimer = (): void => clearTimeout(timer); // the actor was stopped: nobody waits any more
+      signal.addEventListener("abort", stopTimer, { once: true });
       try {
         const outcome = await Promise.race([room.disconnect(), timedOut]);
         if (outcome === "timeout") {
@@ -167,7 +169,8 @@ export function createConnectionActors(options: ConnectionActorsOptions) {
         logger.warn(`room.disconnect() failed: ${describe(e)}`);
         throw e;
       } finally {
-        clearTimeout(timer);
+        stopTimer();
+        signal.removeEventListener("abort", stopTimer);
       }
     }),
   };

@@ -1,5 +1,5 @@
 import { createActor, type Actor, type InspectionEvent, type Observer } from "xstate";
-import { connectionMachine, type ConnectionMachine } from "../machines/connection.machine";
+import { connectionMachine, type ConnectionMachine, type SfuCredentials } from "../machines/connection.machine";
 import { createConnectionActors } from "./actors";
 import { connectionStateOf } from "./connectionState";
 import { isCallError } from "./errors";
@@ -44,13 +44,12 @@ function requireString(value: unknown, what: string): void {
   if (typeof value !== "string" || value === "") throw new TypeError(`${what} must be a non-empty string`);
 }
 
-/** Checks what the caller passed; mistakes are TypeErrors at once rather than failures later. */
-function checkOptions(o: ConnectionActorOptions): void {
+/**
+ * Checks everything but the room; mistakes are TypeErrors at once rather than failures later. (An insecure
+ * `existingSFUConfig.url` is an InsecureTransportError, which is a TypeError too.)
+ */
+export function checkConnectionOptions(o: Omit<ConnectionActorOptions, "room">): void {
   if (typeof o !== "object" || o === null) throw new TypeError("options are required");
-  const room = o.room as Partial<LivekitRoomLike> | undefined;
-  for (const m of ["connect", "disconnect", "on", "off"] as const) {
-    if (typeof room?.[m] !== "function") throw new TypeError(`the room has no ${m}() method`);
-  }
   if (typeof o.client?.getOpenIdToken !== "function") throw new TypeError("client.getOpenIdToken must be a function");
   if (o.transport?.type !== "livekit") throw new TypeError('transport.type must be "livekit"');
   requireString(o.transport.livekit_service_url, "transport.livekit_service_url");
@@ -58,6 +57,25 @@ function checkOptions(o: ConnectionActorOptions): void {
   requireString(o.ownMembershipIdentity?.userId, "ownMembershipIdentity.userId");
   requireString(o.ownMembershipIdentity?.deviceId, "ownMembershipIdentity.deviceId");
   requireString(o.ownMembershipIdentity?.memberId, "ownMembershipIdentity.memberId");
+  if (o.existingSFUConfig) toSfuCredentials(o.existingSFUConfig, o.allowInsecureTransport);
+}
+
+function checkRoom(room: Partial<LivekitRoomLike> | undefined): void {
+  for (const m of ["connect", "disconnect", "on", "off"] as const) {
+    if (typeof room?.[m] !== "function") throw new TypeError(`the room has no ${m}() method`);
+  }
+}
+
+/** A caller's SFU config, checked, with the JWT put away in a Secret. */
+function toSfuCredentials(config: SFUConfig, allowInsecureTransport?: boolean): SfuCredentials {
+  checkTransportUrl(config.url, "existingSFUConfig.url", "http-or-ws", allowInsecureTransport);
+  const decoded = decodeLivekitJwt(config.jwt);
+  return {
+    url: config.url,
+    jwt: new Secret(config.jwt),
+    livekitAlias: config.livekitAlias || decoded.livekitAlias,
+    livekitIdentity: config.livekitIdentity || decoded.livekitIdentity,
+  };
 }
 
 /**
@@ -65,20 +83,11 @@ function checkOptions(o: ConnectionActorOptions): void {
  * then send `{type: "START"}` / `{type: "STOP"}`. Throws a TypeError for malformed options.
  */
 export function createConnectionActor(options: ConnectionActorOptions): Actor<ConnectionMachine> {
-  checkOptions(options);
+  checkRoom(options?.room);
+  checkConnectionOptions(options);
   const logger = options.logger ?? silentLogger;
-  let existingSfuConfig;
-  if (options.existingSFUConfig) {
-    const { url, jwt } = options.existingSFUConfig;
-    checkTransportUrl(url, "existingSFUConfig.url", "http-or-ws", options.allowInsecureTransport);
-    const decoded = decodeLivekitJwt(jwt);
-    existingSfuConfig = {
-      url,
-      jwt: new Secret(jwt),
-      livekitAlias: options.existingSFUConfig.livekitAlias || decoded.livekitAlias,
-      livekitIdentity: options.existingSFUConfig.livekitIdentity || decoded.livekitIdentity,
-    };
-  }
+  const existingSfuConfig =
+    options.existingSFUConfig && toSfuCredentials(options.existingSFUConfig, options.allowInsecureTransport);
   const machine = connectionMachine.provide({ actors: createConnectionActors({ ...options, logger }) });
   const actor = createActor(machine, { input: { existingSfuConfig }, inspect: options.inspect });
 

@@ -40,7 +40,7 @@ export class SfuConfigError extends Error {
 }
 
 /** A URL that would carry credentials in clear text to a host that is not this machine. */
-export class InsecureTransportError extends Error {
+export class InsecureTransportError extends TypeError {
   override readonly name = "InsecureTransportError";
 }
 
@@ -169,10 +169,10 @@ export interface SfuConfigRequestOptions {
   allowInsecureTransport?: boolean;
 }
 
+/** Retry-After as matrix-js-sdk reads it: whole seconds or an HTTP date. */
 function retryAfterHeaderMs(value: string | null): number | undefined {
   if (value === null) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+  if (/^\d+$/.test(value.trim())) return Number(value) * 1000;
   const date = Date.parse(value);
   return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
@@ -191,6 +191,8 @@ async function postJson(
       headers: { "Content-Type": "application/json", Accept: "application/json" },
       body: JSON.stringify(body),
       signal,
+      // A redirect would re-send the OpenID token to a place checkTransportUrl never saw.
+      redirect: "error",
     });
   } catch (e) {
     if (signal.aborted) throw signal.reason;
@@ -217,8 +219,10 @@ async function postJson(
         httpStatus: res.status,
         errcode: typeof errcode === "string" ? errcode : undefined,
         body: text.slice(0, MAX_BODY_IN_ERROR),
+        // The header wins; the body's retry_after_ms is the deprecated fallback (as in matrix-js-sdk).
         retryAfterMs:
-          typeof retry_after_ms === "number" ? retry_after_ms : retryAfterHeaderMs(res.headers.get("Retry-After")),
+          retryAfterHeaderMs(res.headers.get("Retry-After")) ??
+          (typeof retry_after_ms === "number" ? retry_after_ms : undefined),
       },
     );
   }
@@ -234,7 +238,8 @@ async function postJson(
 /**
  * Trades an OpenID token for the SFU config at a MatrixRTC auth service (lk-jwt-service): `POST /get_token`,
  * and, if that fails in any way, the legacy `POST /sfu/get`. Once `/get_token` answered 404 or 405 later
- * attempts go straight to `/sfu/get`. Throws SfuConfigError, InsecureTransportError or TypeError.
+ * attempts go straight to `/sfu/get`. Redirects are refused. Throws SfuConfigError, InsecureTransportError
+ * or TypeError.
  */
 export async function requestSfuConfig(
   openIdToken: OpenIDToken,
@@ -249,36 +254,25 @@ export async function requestSfuConfig(
   const base = checkTransportUrl(serviceUrl, "The auth service URL", "http", options.allowInsecureTransport).href;
   const endpoint = (path: string): string => base.replace(/\/+$/, "") + path;
   const secret = openIdToken.access_token;
-  let newEndpointMissing = false;
 
-  const attempt = async (): Promise<SFUConfig> => {
-    if (!newEndpointMissing) {
-      try {
-        logger.debug(`POST ${endpoint("/get_token")}`);
-        const body = await postJson(
-          fetchFn,
-          endpoint("/get_token"),
-          {
-            room_id: roomId,
-            slot_id: CALL_SLOT_ID,
-            openid_token: openIdToken,
-            member: {
-              id: membership.memberId,
-              claimed_user_id: membership.userId,
-              claimed_device_id: membership.deviceId,
-            },
-          },
-          signal,
-          secret,
-        );
-        return toSfuConfig(body, options.allowInsecureTransport);
-      } catch (e) {
-        if (signal.aborted) throw signal.reason;
-        const status = (e as { httpStatus?: number }).httpStatus;
-        newEndpointMissing = status === 404 || status === 405;
-        logger.debug(`/get_token failed (${describe(e)}); trying the legacy /sfu/get`);
-      }
-    }
+  const viaGetToken = async (): Promise<SFUConfig> => {
+    logger.debug(`POST ${endpoint("/get_token")}`);
+    const body = await postJson(
+      fetchFn,
+      endpoint("/get_token"),
+      {
+        room_id: roomId,
+        slot_id: CALL_SLOT_ID,
+        openid_token: openIdToken,
+        member: { id: membership.memberId, claimed_user_id: membership.userId, claimed_device_id: membership.deviceId },
+      },
+      signal,
+      secret,
+    );
+    return toSfuConfig(body, options.allowInsecureTransport);
+  };
+  const viaLegacy = async (): Promise<SFUConfig> => {
+    logger.debug(`POST ${endpoint("/sfu/get")}`);
     const body = await postJson(
       fetchFn,
       endpoint("/sfu/get"),
@@ -287,6 +281,28 @@ export async function requestSfuConfig(
       secret,
     );
     return toSfuConfig(body, options.allowInsecureTransport);
+  };
+
+  // One attempt: /get_token, then /sfu/get if that failed. While /get_token exists (it did not answer 404 or
+  // 405), its failure is the one that decides about retrying and is reported; the legacy one is logged.
+  let newEndpointMissing = false;
+  const attempt = async (): Promise<SFUConfig> => {
+    if (newEndpointMissing) return viaLegacy();
+    try {
+      return await viaGetToken();
+    } catch (primary) {
+      if (signal.aborted) throw signal.reason;
+      const status = (primary as { httpStatus?: number }).httpStatus;
+      newEndpointMissing = status === 404 || status === 405;
+      logger.debug(`/get_token failed (${describe(primary)}); trying the legacy /sfu/get`);
+      try {
+        return await viaLegacy();
+      } catch (legacy) {
+        if (newEndpointMissing || signal.aborted) throw legacy;
+        logger.debug(`/sfu/get failed too (${describe(legacy)})`);
+        throw primary;
+      }
+    }
   };
 
   return withRetry("SFU config request", attempt, { retry: options.retry, signal, logger });

@@ -91,6 +91,8 @@ const transitionKey = (source: AnyStateNode, eventType: string, index: number): 
 function record(event: InspectionEvent): void {
   const fromRoot = event.actorRef.sessionId === event.rootId; // not from an invoked child
   if (event.type === "@xstate.microstep" && fromRoot) {
+    // `_transitions` is not public API: fail loudly if an xstate upgrade changes it.
+    if (!Array.isArray(event._transitions)) throw new Error("xstate's microstep event no longer lists _transitions");
     for (const t of event._transitions) {
       const index = t.source.transitions.get(t.eventType)!.indexOf(t);
       coveredTransitions.add(transitionKey(t.source, t.eventType, index));
@@ -246,7 +248,8 @@ const executors: Record<string, () => void | Promise<void>> = {
   },
   SFU_CONFIG_TIMEOUT: () => {},
   ROOM_CONNECTING: () => sut().room.beginConnecting(),
-  ROOM_ALREADY_CONNECTED: () => sut().room.jumpToConnected(),
+  ROOM_ALREADY_CONNECTED: () => sut().room.succeedConnect(), // before it reported 'connecting'
+
   CONNECT_OK: () => sut().room.succeedConnect(),
   CONNECT_FAIL_CAPACITY: failConnect(ConnectionError.serverUnreachable("node has exceeded its configured limit", 503)),
   CONNECT_FAIL_RESTRICTED: failConnect(ConnectionError.notAllowed("requested room does not exist", 404)),

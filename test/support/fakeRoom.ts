@@ -61,14 +61,7 @@ export class FakeRoom extends EventEmitter {
     this.heldConnecting = undefined;
   }
 
-  /** The room reports 'connected' at once, without 'connecting' (an app-connected room). */
-  jumpToConnected(): void {
-    const p = this.take();
-    this.setState(ConnectionState.Connected);
-    this.emit(RoomEvent.Connected);
-    p.resolve();
-  }
-
+  /** The connect succeeds; called before 'connecting' was reported, the room jumps straight to 'connected'. */
   succeedConnect(): void {
     const p = this.take();
     this.setState(ConnectionState.Connected);

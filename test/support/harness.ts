@@ -1,5 +1,6 @@
 import { createClient, type MatrixClient } from "matrix-js-sdk";
 import type { ServerResponse } from "node:http";
+import { inspect } from "node:util";
 import { Connection, type ConnectionOpts } from "../../src";
 import type { Logger } from "../../src/types";
 import { FakeRoom } from "./fakeRoom";
@@ -24,9 +25,9 @@ export function recordingLogger(lines: string[] = [], prefix = ""): Logger & { l
   const write =
     (level: string) =>
     (...msg: unknown[]): void => {
-      lines.push(
-        `${level} ${prefix}${msg.map((m) => (m instanceof Error ? `${m.name}: ${m.message}` : String(m))).join(" ")}`,
-      );
+      // Whole objects, errors with their causes and fields included, so a secret anywhere in them shows.
+      const text = msg.map((m) => (typeof m === "string" ? m : inspect(m, { depth: Infinity }))).join(" ");
+      lines.push(`${level} ${prefix}${text}`);
     };
   return {
     lines,

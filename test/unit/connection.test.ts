@@ -356,3 +356,50 @@ describe("time limits", () => {
     expect(h.logger.lines.join("\n")).toMatch(/warn .*room.disconnect\(\) failed: Error: engine close failed/);
   });
 });
+
+describe("start() and stop() always settle", () => {
+  test("a start() that joined a reconnect resolves when LiveKit gives up and the connection is lost", async () => {
+    const h = makeConnection(server);
+    h.room.autoConnect = "succeed";
+    await h.connection.start();
+    h.room.reconnecting();
+    await flush();
+    const joined = h.connection.start(); // ignored by the machine: a run is under way
+    h.room.lose();
+    await expect(joined).resolves.toBeUndefined();
+    expect(h.connection.state$.value).toBe(LivekitDisconnected);
+    await h.connection.stop();
+  });
+
+  test("start() resolves when the actor is stopped from outside instead of hanging", async () => {
+    server.reset();
+    server.always(OPENID_PATH, hang);
+    const h = makeConnection(server);
+    const started = h.connection.start();
+    h.connection.actor.stop();
+    await expect(started).resolves.toBeUndefined();
+    await expect(h.connection.stop()).resolves.toBeUndefined();
+  });
+
+  test("state$ and remoteParticipants$ are read-only views", () => {
+    const h = makeConnection(server);
+    expect((h.connection.state$ as unknown as { next?: unknown }).next).toBeUndefined();
+    expect((h.connection.remoteParticipants$ as unknown as { next?: unknown }).next).toBeUndefined();
+    expect(h.connection.remoteParticipants$.value).toEqual([]);
+  });
+
+  test("bad options are refused before the room factory is called", () => {
+    const factory = jest.fn(() => new FakeRoom());
+    expect(
+      () =>
+        new Connection({
+          transport: { type: "livekit", livekit_service_url: server.url },
+          client: matrixClient(server),
+          roomId: "",
+          ownMembershipIdentity: { userId: "@a:b", deviceId: "D", memberId: "m" },
+          livekitRoomFactory: factory,
+        }),
+    ).toThrow(TypeError);
+    expect(factory).not.toHaveBeenCalled();
+  });
+});

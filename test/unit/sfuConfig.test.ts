@@ -91,7 +91,9 @@ describe("the SFU config request", () => {
       (e: unknown) => e,
     );
     expect(error).toBeInstanceOf(SfuConfigError);
-    expect(error).toMatchObject({ httpStatus: 503, errcode: "M_UNKNOWN", endpoint: serviceUrl + "/sfu/get" });
+    // /get_token exists (it did not answer 404), so its failure is the one reported.
+    expect(error).toMatchObject({ httpStatus: 503, errcode: "M_UNKNOWN", endpoint: serviceUrl + "/get_token" });
+    expect(server.to(SFU_GET_PATH)).toHaveLength(5);
     const attempts = server.to(GET_TOKEN_PATH).map((r) => r.at);
     expect(attempts).toHaveLength(5);
     const g = gaps(attempts);
@@ -100,16 +102,24 @@ describe("the SFU config request", () => {
     expect(g[3]!).toBeGreaterThan(g[0]!);
   });
 
-  test("a 429 waits as long as Retry-After or retry_after_ms says", async () => {
+  test("a 429's Retry-After header (whole seconds) wins over the body's retry_after_ms", async () => {
+    server
+      .once(GET_TOKEN_PATH, answer.status(429, "M_LIMIT_EXCEEDED", { retry_after_ms: 10 }, { "Retry-After": "1" }))
+      .once(SFU_GET_PATH, answer.status(502))
+      .always(GET_TOKEN_PATH, answer.sfuConfig);
+    await requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { retry: fastRetry });
+    const [first, second] = server.to(GET_TOKEN_PATH);
+    expect(second!.at - first!.at).toBeGreaterThanOrEqual(995);
+  });
+
+  test("without a Retry-After header a 429 waits for the body's retry_after_ms", async () => {
     server
       .once(GET_TOKEN_PATH, answer.status(429, "M_LIMIT_EXCEEDED", { retry_after_ms: 150 }))
-      .once(SFU_GET_PATH, answer.status(429, "M_LIMIT_EXCEEDED", {}, { "Retry-After": "0.3" }))
+      .once(SFU_GET_PATH, answer.status(502))
       .always(GET_TOKEN_PATH, answer.sfuConfig);
-    const t0 = Date.now();
     await requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { retry: fastRetry });
-    // The decisive (last) failure was /sfu/get's, whose Retry-After header said 300 ms (not the 20 ms backoff).
-    expect(Date.now() - t0).toBeGreaterThanOrEqual(295);
-    expect(server.to(GET_TOKEN_PATH)).toHaveLength(2);
+    const [first, second] = server.to(GET_TOKEN_PATH);
+    expect(second!.at - first!.at).toBeGreaterThanOrEqual(145);
   });
 
   test("a 4xx other than 429 is not retried", async () => {
@@ -119,9 +129,9 @@ describe("the SFU config request", () => {
     await expect(
       requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { retry: fastRetry }),
     ).rejects.toMatchObject({
-      httpStatus: 400,
-      errcode: "M_BAD_JSON",
-      message: expect.stringContaining("answered 400 M_BAD_JSON: failure 400"),
+      httpStatus: 401,
+      errcode: "M_UNAUTHORIZED",
+      message: expect.stringContaining("/get_token answered 401 M_UNAUTHORIZED: failure 401"),
     });
     expect(server.requests).toHaveLength(2);
   });
@@ -146,7 +156,7 @@ describe("the SFU config request", () => {
       retry: { maxAttempts: 2, initialDelayMs: 1 },
     }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(SfuConfigError);
-    expect((error as Error).message).toMatch(/^POST http:\/\/127\.0\.0\.1:\d+\/livekit\/jwt\/sfu\/get failed/);
+    expect((error as Error).message).toMatch(/^POST http:\/\/127\.0\.0\.1:\d+\/livekit\/jwt\/get_token failed/);
     expect((error as Error).cause).toBeDefined();
   });
 
@@ -184,6 +194,21 @@ describe("the SFU config request", () => {
       allowInsecureTransport: true,
     });
     expect(allowed.url).toBe("ws://sfu.example.org:7880");
+  });
+
+  test("a redirect is refused: the OpenID token never reaches the redirect's target", async () => {
+    const elsewhere = await LoopbackServer.start();
+    const redirect: Handler = (_, res) => {
+      res.writeHead(307, { Location: elsewhere.url + "/steal" });
+      res.end();
+    };
+    server.always(GET_TOKEN_PATH, redirect).always(SFU_GET_PATH, redirect);
+    const error = await requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, {
+      retry: { maxAttempts: 1 },
+    }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SfuConfigError);
+    expect(elsewhere.requests).toHaveLength(0);
+    await elsewhere.close();
   });
 
   test("an error body that echoes the access token is redacted in the error", async () => {

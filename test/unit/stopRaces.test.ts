@@ -5,7 +5,7 @@
 import type { ServerResponse } from "node:http";
 import { ConnectionState } from "../../src";
 import { flush } from "../support/fakeRoom";
-import { GET_TOKEN_PATH, JWT, OPENID_PATH, SFU_URL, answer, makeConnection } from "../support/harness";
+import { GET_TOKEN_PATH, JWT, OPENID_PATH, SFU_URL, answer, makeConnection, matrixClient } from "../support/harness";
 import { LoopbackServer, hang, sendJson } from "../support/loopbackServer";
 import { openIdToken } from "../support/tokens";
 
@@ -58,12 +58,21 @@ test("stop during the SFU config fetch aborts the HTTP request and never connect
 test("an SFU config that arrives after the stop is dropped: no connect, state stays Stopped", async () => {
   const config = deferredAnswer((res) => sendJson(res, 200, { url: SFU_URL, jwt: JWT }));
   server.always(OPENID_PATH, answer.openId).once(GET_TOKEN_PATH, config.handler);
-  const h = makeConnection(server);
+  // A fetch that ignores the abort, so the config really does arrive after the stop.
+  let lateFetch: Promise<Response> | undefined;
+  const fetchIgnoringAbort: typeof fetch = (url, init) => {
+    lateFetch = fetch(url, { ...init, signal: undefined });
+    return lateFetch;
+  };
+  const h = makeConnection(server, { fetch: fetchIgnoringAbort });
   void h.connection.start();
   await config.requested;
   await h.connection.stop();
-  config.release(); // the response is written after the stop (the client is gone already)
-  await new Promise((r) => setTimeout(r, 50));
+  config.release();
+  const response = await lateFetch!;
+  expect(response.status).toBe(200); // it did arrive,
+  await flush();
+  expect(response.bodyUsed).toBe(true); // and the stopped actor's code read it
   expect(h.room.connectCalls).toHaveLength(0);
   expect(h.states).toEqual([Initialized, FetchingConfig, Stopped]);
 });
@@ -71,14 +80,43 @@ test("an SFU config that arrives after the stop is dropped: no connect, state st
 test("an OpenID token that arrives after the stop is dropped: the auth service is never asked", async () => {
   const token = deferredAnswer((res) => sendJson(res, 200, openIdToken()));
   server.once(OPENID_PATH, token.handler).always(GET_TOKEN_PATH, answer.sfuConfig);
-  const h = makeConnection(server);
+  const client = matrixClient(server);
+  let lateToken: Promise<unknown> | undefined;
+  const h = makeConnection(server, {
+    client: {
+      getOpenIdToken: () => {
+        const p = client.getOpenIdToken();
+        lateToken = p;
+        return p;
+      },
+    },
+  });
   void h.connection.start();
   await token.requested;
   await h.connection.stop();
   token.release(); // matrix-js-sdk's request cannot be aborted; its late result must change nothing
-  await new Promise((r) => setTimeout(r, 50));
+  await expect(lateToken).resolves.toEqual(openIdToken());
+  await flush();
   expect(server.to(GET_TOKEN_PATH)).toHaveLength(0);
   expect(h.states).toEqual([Initialized, FetchingConfig, Stopped]);
+});
+
+test("stop, start, stop: the last call wins and the connection ends Stopped", async () => {
+  server.always(OPENID_PATH, answer.openId).always(GET_TOKEN_PATH, answer.sfuConfig);
+  const h = makeConnection(server);
+  h.room.autoConnect = "succeed";
+  await h.connection.start();
+  h.room.holdDisconnect = true;
+  const first = h.connection.stop();
+  const started = h.connection.start();
+  const second = h.connection.stop();
+  await flush();
+  h.room.holdDisconnect = false;
+  h.room.releaseDisconnect();
+  await Promise.all([first, started, second]);
+  await flush();
+  expect(h.connection.state$.value).toBe(Stopped);
+  expect(h.room.connectCalls).toHaveLength(1);
 });
 
 test("stop during connecting cancels the connect and shows no error before Stopped", async () => {
