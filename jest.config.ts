@@ -12,6 +12,19 @@ const config: Config = {
   projects: [
     { ...common, displayName: "unit", testMatch: ["<rootDir>/test/unit/**/*.test.ts", "<rootDir>/test/*.test.ts"] },
     { ...common, displayName: "model", testMatch: ["<rootDir>/test/model/**/*.test.ts"] },
+    {
+      // Browser end-to-end tests against a real loopback Synapse + LiveKit + jwt service (test/e2e/README.md).
+      // Its globalSetup installs/starts the stack, bundles the test page and launches Chromium. The scenarios
+      // share one browser and one stack, so they live in one file and run serially.
+      ...common,
+      displayName: "e2e",
+      testMatch: ["<rootDir>/test/e2e/**/*.e2e.test.ts"],
+      globalSetup: "<rootDir>/test/e2e/support/globalSetup.ts",
+      globalTeardown: "<rootDir>/test/e2e/support/globalTeardown.ts",
+      // A project-level testTimeout is ignored by jest-circus (it reads only the global one): the setup file
+      // sets a generous default instead.
+      setupFilesAfterEnv: ["<rootDir>/test/e2e/support/setupAfterEnv.ts"],
+    },
   ],
   collectCoverageFrom: ["machines/**/*.ts", "src/**/*.ts"],
   coverageReporters: ["text-summary", "text"],

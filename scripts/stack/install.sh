@@ -84,9 +84,10 @@ step "livekit-server ${LIVEKIT_VERSION}" check_livekit do_livekit
 # is refused. A wrapper module requires the dotless path and replaces it with the GitHub path.
 # Observed here (2026): the Go module proxy answers "403 This module version is not available" for every
 # github.com/element-hq/lk-jwt-service version, so this build fails and stack.sh falls back to the
-# Node stand-in scripts/stack/lk-jwt-standin.mjs. The attempt is cheap (fails in < 2 s), so it is retried on
-# every run in case the proxy starts serving it.
+# Node stand-in scripts/stack/lk-jwt-standin.mjs. A refusal is remembered in $REFUSED, so later runs make no
+# request at all (tests run in a network namespace without a route out); LK_JWT_RETRY=1 tries again.
 LKJWT_DIR="$CACHE/src/lkjwt-${LK_JWT_VERSION}"
+REFUSED="$CACHE/.lk-jwt-service-${LK_JWT_VERSION}.refused"
 check_lkjwt() { [ -x "$BIN/lk-jwt-service" ] && [ "$(cat "$BIN/.lk-jwt-service.version" 2>/dev/null)" = "$LK_JWT_VERSION" ]; }
 do_lkjwt() {
   mkdir -p "$LKJWT_DIR"
@@ -100,10 +101,13 @@ do_lkjwt() {
     log "lk-jwt-service ${LK_JWT_VERSION}: Go build FAILED (log: $CACHE/lk-jwt-build.log):"
     sed 's/^/    /' "$CACHE/lk-jwt-build.log" | head -5
     log "lk-jwt-service: stack.sh will use the Node stand-in scripts/stack/lk-jwt-standin.mjs instead"
+    if grep -q "not available\|403 Forbidden\|404 Not Found" "$CACHE/lk-jwt-build.log"; then date -u >"$REFUSED"; fi
   fi
 }
 if check_lkjwt; then
   log "lk-jwt-service ${LK_JWT_VERSION}: already installed, skipping"
+elif [ -f "$REFUSED" ] && [ "${LK_JWT_RETRY:-0}" != 1 ]; then
+  log "lk-jwt-service ${LK_JWT_VERSION}: the Go proxy refused it on $(cat "$REFUSED"); not asking again (LK_JWT_RETRY=1 to retry)"
 else
   log "lk-jwt-service ${LK_JWT_VERSION}: trying the wrapper-module build ..."
   t0=$(date +%s); do_lkjwt; t1=$(date +%s)

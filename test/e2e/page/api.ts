@@ -1,0 +1,94 @@
+/**
+ * The API the e2e test page puts on `window.e2e`, shared by the page (test/e2e/page/main.ts, bundled for the
+ * browser) and the Jest tests (which only import these types and drive the page with `page.evaluate`).
+ * Everything that crosses `page.evaluate` is plain JSON.
+ */
+import type { RetryOptions, SFUConfig, TimeoutOptions } from "../../../src/types";
+
+export interface ConnectionParams {
+  /** Homeserver client-server API base URL (stack.json `homeserver.base_url`). */
+  baseUrl: string;
+  accessToken: string;
+  userId: string;
+  deviceId: string;
+  /** The transport's `livekit_service_url` (stack.json `jwt_services.<variant>.url`). */
+  serviceUrl: string;
+  /** The Matrix room id of the call (fake, unique per test). */
+  roomId: string;
+  /** The call membership's id; default `${userId}/${deviceId}`. */
+  memberId?: string;
+  retry?: RetryOptions;
+  timeouts?: TimeoutOptions;
+  /** Skip the jwt service: connect with this config (Element Call's local transport path). */
+  existingSFUConfig?: SFUConfig;
+  /** Hand the auth service a forged OpenID access token (the homeserver's userinfo lookup then fails). */
+  forgeOpenIdToken?: boolean;
+  /**
+   * Call `stop()` from inside the page at a precise moment: when `state$` emits `connecting`, or when
+   * livekit-client's `Room` emits `signalConnected` (the SFU has accepted the join; ICE is still under way).
+   */
+  stopOn?: "connecting" | "signalConnected";
+}
+
+/** A `state$` value: a ConnectionState, or a CallError. `t` is ms since the connection was created. */
+export type StateRecord =
+  { t: number; state: string } | { t: number; error: string; code: string; message: string; cause?: string };
+
+export interface ParticipantsRecord {
+  t: number;
+  identities: string[];
+}
+
+export interface Recording {
+  states: StateRecord[];
+  participants: ParticipantsRecord[];
+  /** ms since creation at which each `start()` was called, and at which it settled. */
+  starts: { calledAt: number; settledAt?: number; outcome?: "resolved" | "rejected"; error?: string }[];
+  stops: { calledAt: number; resolvedAt?: number; stateAtCall: string }[];
+  livekitAlias?: string;
+  localIdentity?: string;
+  /** The room's `ConnectionState` as livekit-client reports it, read when the recording is taken. */
+  roomState: string;
+  /** Per remote identity, its track publications as `kind/source/subscribed|unsubscribed`, read likewise. */
+  remoteTracks: Record<string, string[]>;
+}
+
+/** What Chromium's RTCPeerConnections did (every one the page created), from their events and getStats(). */
+export interface PeerConnectionReport {
+  connectionState: string;
+  /** Local ICE candidates as gathered (`candidate:` lines' address, protocol and type). */
+  localCandidates: { address: string; port: number; protocol: string; type: string }[];
+  /** The nominated, succeeded candidate pair, if any. */
+  selectedPair?: {
+    local: { address: string; port: number; protocol: string; type: string };
+    remote: { address: string; port: number; protocol: string; type: string };
+  };
+  /** ICE servers the PC was configured with (from LiveKit's JoinResponse). */
+  iceServers: string[];
+}
+
+export interface E2eApi {
+  /** Creates a real matrix-js-sdk client and a `Connection` with a real livekit-client `Room`; returns its id. */
+  create(params: ConnectionParams): string;
+  /** `connection.start()`; resolves with its outcome (never rejects). */
+  start(id: string): Promise<{ outcome: "resolved" | "rejected"; error?: string }>;
+  /** `connection.start()` without waiting. */
+  startInBackground(id: string): void;
+  /** `connection.stop()`. */
+  stop(id: string): Promise<void>;
+  /** Resolves once `state$` shows `state` (a ConnectionState value, or a CallError name); rejects after `timeoutMs`. */
+  waitForState(id: string, state: string, timeoutMs: number): Promise<void>;
+  /** Resolves once the remote identities equal `identities` (order ignored); rejects after `timeoutMs`. */
+  waitForParticipants(id: string, identities: string[], timeoutMs: number): Promise<void>;
+  recording(id: string): Recording;
+  /** Publishes the fake camera and/or microphone (Chromium's --use-fake-device-for-media-stream). */
+  publishFakeMedia(id: string, what: { camera?: boolean; microphone?: boolean }): Promise<void>;
+  /** Every RTCPeerConnection the page has created so far (all connections), in creation order. */
+  peerConnections(): Promise<PeerConnectionReport[]>;
+}
+
+declare global {
+  interface Window {
+    e2e: E2eApi;
+  }
+}

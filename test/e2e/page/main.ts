@@ -1,0 +1,286 @@
+/**
+ * The e2e test page: bundled by test/e2e/support/globalSetup.ts with esbuild (platform browser) together with
+ * our src/, matrix-js-sdk and livekit-client, served from http://127.0.0.1:<port>/ and driven by the Jest tests
+ * through `window.e2e` (see ./api.ts).
+ */
+import { ConnectionErrorReason, LogLevel, Room, RoomEvent, setLogLevel } from "livekit-client";
+import { createClient } from "matrix-js-sdk";
+import type { Observable, Subscription } from "rxjs";
+import { Connection, isCallError, type CallError, type Logger } from "../../../src";
+import type { ConnectionParams, E2eApi, PeerConnectionReport, Recording, StateRecord } from "./api";
+
+setLogLevel((new URLSearchParams(location.search).get("lklog") as LogLevel | null) ?? LogLevel.info);
+
+/** Every RTCPeerConnection livekit-client creates, with the candidates it gathered and the ICE servers it got. */
+const peerConnections: { pc: RTCPeerConnection; candidates: string[]; iceServers: string[] }[] = [];
+const NativePC = window.RTCPeerConnection;
+window.RTCPeerConnection = class extends NativePC {
+  constructor(config?: RTCConfiguration) {
+    super(config);
+    const entry = {
+      pc: this as RTCPeerConnection,
+      candidates: [] as string[],
+      iceServers: (config?.iceServers ?? []).flatMap((s) => (Array.isArray(s.urls) ? s.urls : [s.urls])),
+    };
+    peerConnections.push(entry);
+    this.addEventListener("icecandidate", (ev) => {
+      if (ev.candidate?.candidate) entry.candidates.push(ev.candidate.candidate);
+    });
+  }
+} as typeof RTCPeerConnection;
+
+/** `candidate:<foundation> <component> <protocol> <priority> <address> <port> typ <type> …` */
+function parseCandidate(line: string): { address: string; port: number; protocol: string; type: string } {
+  const f = line.replace(/^a=/, "").split(" ");
+  return { address: f[4] ?? "?", port: Number(f[5]), protocol: (f[2] ?? "?").toLowerCase(), type: f[7] ?? "?" };
+}
+
+async function reportOf(e: (typeof peerConnections)[number]): Promise<PeerConnectionReport> {
+  const stats = await e.pc.getStats();
+  type Cand = { address?: string; port?: number; protocol?: string; candidateType?: string };
+  let selectedPair: PeerConnectionReport["selectedPair"];
+  stats.forEach(
+    (s: {
+      type: string;
+      nominated?: boolean;
+      state?: string;
+      localCandidateId?: string;
+      remoteCandidateId?: string;
+    }) => {
+      if (s.type !== "candidate-pair" || !s.nominated || s.state !== "succeeded") return;
+      const [l, r] = [stats.get(s.localCandidateId!) as Cand, stats.get(s.remoteCandidateId!) as Cand];
+      const c = (x: Cand) => ({
+        address: x.address ?? "?",
+        port: x.port ?? 0,
+        protocol: x.protocol ?? "?",
+        type: x.candidateType ?? "?",
+      });
+      selectedPair = { local: c(l), remote: c(r) };
+    },
+  );
+  return {
+    connectionState: e.pc.connectionState,
+    localCandidates: e.candidates.map(parseCandidate),
+    selectedPair,
+    iceServers: [
+      ...new Set([
+        ...e.iceServers,
+        ...(e.pc.getConfiguration().iceServers ?? []).flatMap((x) => (Array.isArray(x.urls) ? x.urls : [x.urls])),
+      ]),
+    ],
+  };
+}
+
+/** Logs to the page console (the tests collect it and print it when a test fails). */
+function consoleLogger(prefix: string): Logger {
+  return {
+    debug: (...m: unknown[]) => console.debug(prefix, ...m),
+    info: (...m: unknown[]) => console.info(prefix, ...m),
+    warn: (...m: unknown[]) => console.warn(prefix, ...m),
+    error: (...m: unknown[]) => console.error(prefix, ...m),
+    getChild: (ns: string) => consoleLogger(`${prefix} ${ns}`),
+  };
+}
+
+/** A short description of an error's cause chain, e.g. `ConnectionError(reason=NotAllowed, status=404): …`. */
+function describeCause(e: unknown, depth = 0): string | undefined {
+  if (e === undefined || e === null || depth > 3) return undefined;
+  if (!(e instanceof Error)) return String(e);
+  const x = e as Error & { reason?: unknown; reasonName?: unknown; status?: unknown; httpStatus?: unknown };
+  const extra = [
+    // livekit-client 2.23's Room.connect copies `reason` from the inner error but keeps its own `reasonName`,
+    // so both are shown: `reason` is the one that counts.
+    x.reason !== undefined
+      ? `reason=${String(x.reason)}${typeof x.reason === "number" && x.name === "ConnectionError" ? ` (${ConnectionErrorReason[x.reason]})` : ""}`
+      : undefined,
+    x.reasonName !== undefined ? `reasonName=${String(x.reasonName)}` : undefined,
+    x.status !== undefined ? `status=${String(x.status)}` : undefined,
+    x.httpStatus !== undefined ? `httpStatus=${String(x.httpStatus)}` : undefined,
+  ].filter(Boolean);
+  const inner = describeCause(x.cause, depth + 1);
+  return `${x.name}${extra.length ? `(${extra.join(", ")})` : ""}: ${x.message}${inner ? ` <- ${inner}` : ""}`;
+}
+
+function stateRecord(t: number, s: unknown): StateRecord {
+  if (isCallError(s)) {
+    const e = s as CallError;
+    return { t, error: e.name, code: e.code, message: e.message, cause: describeCause(e.cause) };
+  }
+  return { t, state: String(s) };
+}
+
+function stateName(r: StateRecord): string {
+  return "state" in r ? r.state : r.error;
+}
+
+interface Entry {
+  connection: Connection;
+  room: Room;
+  t0: number;
+  rec: Omit<Recording, "roomState" | "livekitAlias" | "localIdentity" | "remoteTracks">;
+}
+
+const entries = new Map<string, Entry>();
+let nextId = 0;
+
+function entry(id: string): Entry {
+  const e = entries.get(id);
+  if (!e) throw new Error(`no connection ${id}`);
+  return e;
+}
+
+const now = (e: Entry): number => Math.round((performance.now() - e.t0) * 10) / 10;
+
+function waitFor(e: Entry, done: () => boolean, what: string, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const sources: Observable<unknown>[] = [e.connection.state$, e.connection.remoteParticipants$];
+    const subs: Subscription[] = [];
+    const timer = setTimeout(() => {
+      const states = e.rec.states.map(stateName).join(" → ");
+      finish(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; states so far: ${states}`));
+    }, timeoutMs);
+    const finish = (error?: Error): void => {
+      clearTimeout(timer);
+      subs.forEach((s) => s.unsubscribe());
+      if (error) reject(error);
+      else resolve();
+    };
+    if (done()) return finish();
+    // The recording's own subscriptions were made first, so it is up to date when these run.
+    for (const o of sources) subs.push(o.subscribe(() => void (done() && finish())));
+  });
+}
+
+const api: E2eApi = {
+  create(p: ConnectionParams): string {
+    const id = `c${nextId++}`;
+    const matrixClient = createClient({
+      baseUrl: p.baseUrl,
+      accessToken: p.accessToken,
+      userId: p.userId,
+      deviceId: p.deviceId,
+    });
+    const client = p.forgeOpenIdToken
+      ? {
+          getOpenIdToken: async () => ({
+            ...(await matrixClient.getOpenIdToken()),
+            access_token: "forged-openid-token",
+          }),
+        }
+      : matrixClient;
+    let room: Room | undefined;
+    const connection = new Connection(
+      {
+        transport: { type: "livekit", livekit_service_url: p.serviceUrl },
+        client,
+        roomId: p.roomId,
+        ownMembershipIdentity: {
+          userId: p.userId,
+          deviceId: p.deviceId,
+          memberId: p.memberId ?? `${p.userId}/${p.deviceId}`,
+        },
+        livekitRoomFactory: () => (room = new Room()),
+        existingSFUConfig: p.existingSFUConfig,
+        retry: p.retry,
+        timeouts: p.timeouts,
+      },
+      consoleLogger(`[e2e ${id}]`),
+    );
+    const e: Entry = {
+      connection,
+      room: room!,
+      t0: performance.now(),
+      rec: { states: [], participants: [], starts: [], stops: [] },
+    };
+    entries.set(id, e);
+    connection.state$.subscribe((s) => e.rec.states.push(stateRecord(now(e), s)));
+    connection.remoteParticipants$.subscribe((ps) =>
+      e.rec.participants.push({ t: now(e), identities: ps.map((x) => x.identity).sort() }),
+    );
+    if (p.stopOn === "connecting") {
+      const sub = connection.state$.subscribe((s) => {
+        if (s !== "connecting") return;
+        queueMicrotask(() => sub.unsubscribe());
+        void api.stop(id);
+      });
+    } else if (p.stopOn === "signalConnected") {
+      e.room.once(RoomEvent.SignalConnected, () => void api.stop(id));
+    }
+    return id;
+  },
+
+  async start(id) {
+    const e = entry(id);
+    const s: Recording["starts"][number] = { calledAt: now(e) };
+    e.rec.starts.push(s);
+    try {
+      await e.connection.start();
+      s.outcome = "resolved";
+    } catch (err) {
+      s.outcome = "rejected";
+      s.error = err instanceof Error ? err.name : String(err);
+    }
+    s.settledAt = now(e);
+    return { outcome: s.outcome, error: s.error };
+  },
+
+  startInBackground(id) {
+    void api.start(id);
+  },
+
+  async stop(id) {
+    const e = entry(id);
+    const last = e.rec.states.at(-1);
+    const s: Recording["stops"][number] = { calledAt: now(e), stateAtCall: last ? stateName(last) : "?" };
+    e.rec.stops.push(s);
+    await e.connection.stop();
+    s.resolvedAt = now(e);
+  },
+
+  waitForState(id, state, timeoutMs) {
+    const e = entry(id);
+    return waitFor(e, () => e.rec.states.some((r) => stateName(r) === state), `state ${state}`, timeoutMs);
+  },
+
+  waitForParticipants(id, identities, timeoutMs) {
+    const e = entry(id);
+    const want = [...identities].sort().join(",");
+    return waitFor(
+      e,
+      () => e.rec.participants.at(-1)?.identities.join(",") === want,
+      `remote participants [${want}]`,
+      timeoutMs,
+    );
+  },
+
+  recording(id) {
+    const e = entry(id);
+    return {
+      ...structuredClone(e.rec),
+      roomState: e.room.state,
+      livekitAlias: e.connection.livekitAlias,
+      localIdentity: e.room.localParticipant.identity || undefined,
+      remoteTracks: Object.fromEntries(
+        [...e.room.remoteParticipants.values()].map((p) => [
+          p.identity,
+          [...p.trackPublications.values()]
+            .map((t) => `${t.kind}/${t.source}/${t.isSubscribed ? "subscribed" : "unsubscribed"}`)
+            .sort(),
+        ]),
+      ),
+    };
+  },
+
+  async publishFakeMedia(id, what) {
+    const { room } = entry(id);
+    if (what.camera) await room.localParticipant.setCameraEnabled(true);
+    if (what.microphone) await room.localParticipant.setMicrophoneEnabled(true);
+  },
+
+  peerConnections() {
+    return Promise.all(peerConnections.map(reportOf));
+  },
+};
+
+window.e2e = api;
+document.title = "matrixrtc-connection-machine e2e (ready)";

@@ -1,0 +1,218 @@
+/**
+ * Test-side helpers: a browser context per user with the test page loaded, a handle per `Connection` in that
+ * page (driven through `window.e2e`), LiveKit's server API for the server-side truth, and bounded polling.
+ */
+import { randomBytes } from "node:crypto";
+import { closeSync, openSync, readSync, statSync } from "node:fs";
+import { RoomServiceClient, type ParticipantInfo } from "livekit-server-sdk";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import type { ConnectionParams, PeerConnectionReport, Recording, StateRecord } from "../page/api";
+import { readE2eEnv, type E2eEnv, type E2eUser } from "./env";
+
+export type Variant = "main" | "restricted" | "full" | "limited";
+
+/** Hides LiveKit JWTs and Matrix access tokens in anything a test prints (LiveKit echoes rejected tokens). */
+export function redact(text: string): string {
+  return text
+    .replace(/eyJ[\w-]+\.[\w-]+\.[\w-]+/g, "[jwt]")
+    .replace(/\bsyt_[\w-]+/g, "[access token]")
+    .replace(/(access_token=)[^&\s"]+/g, "$1[redacted]");
+}
+
+/** `state$` values as a flat list: a ConnectionState value, or `Error:<name>/<code>` for a CallError. */
+export function stateNames(rec: Recording): string[] {
+  return rec.states.map((s: StateRecord) => ("state" in s ? s.state : `Error:${s.error}/${s.code}`));
+}
+
+export function timeOf(rec: Recording, state: string, nth = 0): number | undefined {
+  return rec.states.filter((s) => "state" in s && s.state === state)[nth]?.t;
+}
+
+/** Polls `read` every `intervalMs` until `done(value)` or `timeoutMs`; returns the last value and the time taken. */
+export async function pollUntil<T>(
+  read: () => Promise<T>,
+  done: (value: T) => boolean,
+  { timeoutMs, intervalMs = 250 }: { timeoutMs: number; intervalMs?: number },
+): Promise<{ value: T; ok: boolean; elapsedMs: number }> {
+  const t0 = Date.now();
+  for (;;) {
+    const value = await read();
+    if (done(value)) return { value, ok: true, elapsedMs: Date.now() - t0 };
+    if (Date.now() - t0 >= timeoutMs) return { value, ok: false, elapsedMs: Date.now() - t0 };
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/** Tails a log file from the moment of construction. */
+class LogTail {
+  private readonly start: number;
+  constructor(private readonly path: string) {
+    this.start = LogTail.size(path);
+  }
+  private static size(path: string): number {
+    try {
+      return statSync(path).size;
+    } catch {
+      return 0;
+    }
+  }
+  read(maxLines = 60): string {
+    const end = LogTail.size(this.path);
+    if (end <= this.start) return "(nothing)";
+    const fd = openSync(this.path, "r");
+    try {
+      const len = Math.min(end - this.start, 256 * 1024);
+      const buf = Buffer.alloc(len);
+      readSync(fd, buf, 0, len, end - len);
+      return buf.toString("utf8").split("\n").slice(-maxLines).join("\n");
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+/** One Connection inside a user's page. */
+export class ConnectionHandle {
+  constructor(
+    readonly page: Page,
+    readonly id: string,
+  ) {}
+
+  start(): Promise<{ outcome: "resolved" | "rejected"; error?: string }> {
+    return this.page.evaluate((id) => window.e2e.start(id), this.id);
+  }
+  startInBackground(): Promise<void> {
+    return this.page.evaluate((id) => window.e2e.startInBackground(id), this.id);
+  }
+  stop(): Promise<void> {
+    return this.page.evaluate((id) => window.e2e.stop(id), this.id);
+  }
+  waitForState(state: string, timeoutMs = 30_000): Promise<void> {
+    return this.page.evaluate(([id, s, t]) => window.e2e.waitForState(id, s, t), [this.id, state, timeoutMs] as const);
+  }
+  waitForParticipants(identities: string[], timeoutMs = 30_000): Promise<void> {
+    return this.page.evaluate(([id, ids, t]) => window.e2e.waitForParticipants(id, ids, t), [
+      this.id,
+      identities,
+      timeoutMs,
+    ] as const);
+  }
+  recording(): Promise<Recording> {
+    return this.page.evaluate((id) => window.e2e.recording(id), this.id);
+  }
+  publishFakeMedia(what: { camera?: boolean; microphone?: boolean }): Promise<void> {
+    return this.page.evaluate(([id, w]) => window.e2e.publishFakeMedia(id, w), [this.id, what] as const);
+  }
+}
+
+/** A user: a browser context of their own, with the test page loaded. */
+export class UserPage {
+  readonly logs: string[] = [];
+  constructor(
+    private readonly e2e: E2e,
+    readonly user: E2eUser,
+    readonly context: BrowserContext,
+    readonly page: Page,
+  ) {
+    page.on("console", (m) => this.logs.push(`${m.type()}: ${m.text()}`));
+    page.on("pageerror", (e) => this.logs.push(`pageerror: ${e.message}`));
+  }
+
+  peerConnections(): Promise<PeerConnectionReport[]> {
+    return this.page.evaluate(() => window.e2e.peerConnections());
+  }
+
+  /** A Connection for this user to the given variant's jwt service (a fresh memberId each time). */
+  async connection(p: Partial<ConnectionParams> & { variant?: Variant; roomId: string }): Promise<ConnectionHandle> {
+    const { variant = "main", ...rest } = p;
+    const params: ConnectionParams = {
+      baseUrl: this.e2e.env.stack.homeserver.base_url,
+      accessToken: this.user.access_token,
+      userId: this.user.user_id,
+      deviceId: this.user.device_id,
+      serviceUrl: this.e2e.env.stack.jwt_services[variant]!.url,
+      memberId: `m-${randomBytes(4).toString("hex")}`,
+      ...rest,
+    };
+    const id = await this.page.evaluate((x) => window.e2e.create(x), params);
+    return new ConnectionHandle(this.page, id);
+  }
+}
+
+/** The shared browser (launched by globalSetup) and everything a test opens in it. */
+export class E2e {
+  readonly env: E2eEnv = readE2eEnv();
+  private browser?: Browser;
+  private users: UserPage[] = [];
+  private nextUser = 0;
+  private tails = new Map<string, LogTail>();
+
+  async open(): Promise<void> {
+    this.browser = await chromium.connect(this.env.wsEndpoint);
+  }
+
+  async close(): Promise<void> {
+    await this.browser?.close();
+  }
+
+  /** Starts collecting what the stack logs from now on (for the failure report). */
+  beginTest(): void {
+    this.users = [];
+    this.tails = new Map();
+    for (const [name, lk] of Object.entries(this.env.stack.livekit))
+      this.tails.set(`livekit-${name}`, new LogTail(lk.log));
+    for (const [name, j] of Object.entries(this.env.stack.jwt_services))
+      this.tails.set(`lk-jwt-${name}`, new LogTail(j.log));
+  }
+
+  /** Closes the test's browser contexts. */
+  async endTest(): Promise<void> {
+    await Promise.all(this.users.map((u) => u.context.close().catch(() => {})));
+  }
+
+  /** The browser consoles and the stack's log lines of the current test, redacted. */
+  report(): string {
+    const parts = this.users.map(
+      (u, i) => `--- browser console of user ${i} (${u.user.user_id}) ---\n${u.logs.join("\n")}`,
+    );
+    for (const [name, tail] of this.tails) {
+      const text = tail.read();
+      if (text !== "(nothing)") parts.push(`--- ${name} log during the test ---\n${text}`);
+    }
+    return redact(parts.join("\n"));
+  }
+
+  /** A new user (from globalSetup's pool) in a new browser context with the test page loaded. */
+  async newUser(): Promise<UserPage> {
+    if (!this.browser) throw new Error("E2e.open() first");
+    const user = this.env.users[this.nextUser++ % this.env.users.length]!;
+    const context = await this.browser.newContext();
+    const page = await context.newPage();
+    const u = new UserPage(this, user, context, page);
+    this.users.push(u);
+    // E2E_LIVEKIT_LOG=debug|trace turns up livekit-client's logging in the page (shown when a test fails).
+    const lklog = process.env.E2E_LIVEKIT_LOG;
+    await page.goto(lklog ? `${this.env.pageUrl}?lklog=${encodeURIComponent(lklog)}` : this.env.pageUrl);
+    await page.waitForFunction(() => window.e2e !== undefined, undefined, { timeout: 15_000 });
+    return u;
+  }
+
+  roomService(variant: Variant = "main"): RoomServiceClient {
+    const { livekit, livekit_api_key, livekit_api_secret } = this.env.stack;
+    return new RoomServiceClient(livekit[variant]!.http_url, livekit_api_key, livekit_api_secret);
+  }
+
+  /** Identities the SFU lists in the room (none when the room does not exist). */
+  async sfuParticipants(alias: string, variant: Variant = "main"): Promise<string[]> {
+    const rs = this.roomService(variant);
+    const rooms = await rs.listRooms([alias]);
+    if (rooms.length === 0) return [];
+    const ps: ParticipantInfo[] = await rs.listParticipants(alias);
+    return ps.map((p) => p.identity).sort();
+  }
+
+  /** A fresh (fake) Matrix room id for the call. */
+  roomId(): string {
+    return `!e2e-${Date.now().toString(36)}-${randomBytes(4).toString("hex")}:${this.env.stack.homeserver.server_name}`;
+  }
+}
