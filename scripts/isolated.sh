@@ -8,11 +8,15 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${MATRIXRTC_STACK_CACHE:-$HOME/.cache/matrixrtc-stack}"
 
-if [ "${MATRIXRTC_NO_NETNS:-0}" != 1 ] && command -v ip >/dev/null && unshare -n true 2>/dev/null; then
+if [ "${MATRIXRTC_NO_NETNS:-0}" != 1 ] && command -v ip flock >/dev/null && unshare -n true 2>/dev/null; then
   export STACK_RUN_DIR="${STACK_RUN_DIR:-$cache/run-netns}"
-  # Services left by an interrupted run live in a namespace nobody can reach any more: stop them.
-  if [ -d "$STACK_RUN_DIR/pids" ]; then "$here/stack/stack.sh" down >/dev/null 2>&1 || true; fi
-  exec unshare -n -- sh -c 'ip link set lo up && exec "$@"' sh "$@"
+  mkdir -p "$(dirname "$STACK_RUN_DIR")"
+  # One run at a time per run dir: a second one waits for the first (the lock is held by flock itself, -o, so
+  # the stack's services do not inherit it). Then services left by an interrupted run, in a namespace nobody
+  # can reach any more, are stopped.
+  exec flock -o "$STACK_RUN_DIR.lock" sh -c '
+    if [ -d "$STACK_RUN_DIR/pids" ]; then "$0/stack/stack.sh" down >/dev/null 2>&1 || true; fi
+    exec unshare -n -- sh -c "ip link set lo up && exec \"\$@\"" sh "$@"' "$here" "$@"
 fi
 echo "isolated.sh: no network namespace available; running without one (traffic is still meant for 127.0.0.1)" >&2
 exec "$@"

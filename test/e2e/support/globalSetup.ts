@@ -53,7 +53,7 @@ export const EXTRA_DISABLED_FEATURES = ["WebRtcHideLocalIpsWithMdns"];
  * Chromium honours only the last --disable-features, and Playwright passes its own (features that phone home,
  * among others). So read Playwright's from a probe launch, and pass the union in its place.
  */
-async function chromiumArgs(): Promise<{ args: string[]; ignoreDefaultArgs: string[] }> {
+export async function chromiumArgs(): Promise<{ args: string[]; ignoreDefaultArgs: string[] }> {
   const probe = await chromium.launchServer({
     executablePath: CHROMIUM,
     headless: true,
@@ -120,9 +120,9 @@ function stackAlive(): { all: boolean; any: boolean } {
   return { all: rows.length > 0 && rows.every((a) => a === "yes"), any: rows.some((a) => a === "yes") };
 }
 
-async function buildPage(outDir: string): Promise<void> {
+export async function buildPage(outDir: string, entry = join(ROOT, "test/e2e/page/main.ts")): Promise<void> {
   await build({
-    entryPoints: [join(ROOT, "test/e2e/page/main.ts")],
+    entryPoints: [entry],
     bundle: true,
     platform: "browser",
     format: "esm",
@@ -137,7 +137,7 @@ async function buildPage(outDir: string): Promise<void> {
   );
 }
 
-function servePage(dir: string): Promise<Server> {
+export function servePage(dir: string, port = 0): Promise<Server> {
   const types: Record<string, string> = {
     "/": "text/html",
     "/page.js": "text/javascript",
@@ -152,7 +152,7 @@ function servePage(dir: string): Promise<Server> {
   });
   return new Promise((ok, fail) => {
     server.once("error", fail);
-    server.listen(0, "127.0.0.1", () => ok(server));
+    server.listen(port, "127.0.0.1", () => ok(server));
   });
 }
 

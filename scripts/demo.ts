@@ -1,0 +1,298 @@
+/**
+ * `npm run demo`: one real MatrixRTC connection, from a fresh machine. Installs the loopback stack on first run
+ * (Synapse, LiveKit, the jwt service; minutes the first time, with progress), brings it up, registers users,
+ * runs the package's `Connection` in headless Chromium against it and prints every `state$` transition with its
+ * time since start(), and the remote participants; then stops and takes the stack down again.
+ *
+ *   npm run demo                           the happy path: alice connects, bob joins, both stop
+ *   npm run demo -- --scenario NAME        one of the situations of the e2e suite (--help lists them)
+ *   npm run demo -- --serve [--port N]     keep the stack and a page up for a person's browser (Ctrl-C ends)
+ *
+ * Everything but --serve runs inside a loopback-only network namespace (scripts/isolated.sh).
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import type { Server } from "node:http";
+import { createServer as createNetServer, type AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { chromium, type Browser } from "playwright-core";
+import type { ConnectionParams, StateRecord } from "../test/e2e/page/api";
+import type { E2eUser, StackJson } from "../test/e2e/support/env";
+import { ConnectionHandle } from "../test/e2e/support/fixtures";
+import { CHROMIUM, buildPage, chromiumArgs, servePage, stackRunDir } from "../test/e2e/support/globalSetup";
+
+const ROOT = resolve(__dirname, "..");
+const STACK = join(ROOT, "scripts/stack");
+
+const SCENARIOS: Record<string, string> = {
+  happy: "alice connects, bob joins the same call, both see each other, both stop",
+  "stop-during-connect": "stop() as soon as state$ shows connecting: Stopped, no error in between",
+  restricted: "a homeserver the auth service does not trust to create rooms: SFURoomCreationRestrictedError",
+  "room-full": "a LiveKit with max_participants 1: the second user is refused",
+  restart: "connect, stop, start again: the whole pipeline runs twice",
+  "bad-openid-token": "the auth service gets a forged OpenID token: FailToGetOpenIdToken",
+  "jwt-service-down": "the auth service's port is closed: FailToGetOpenIdToken after the retries",
+};
+
+interface Options {
+  scenario: string;
+  serve: boolean;
+  port: number;
+  inNetns: boolean;
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { scenario: "happy", serve: false, port: 8099, inNetns: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--serve") o.serve = true;
+    else if (a === "--in-netns") o.inNetns = true;
+    else if (a === "--scenario") o.scenario = argv[++i] ?? "";
+    else if (a === "--port") o.port = Number(argv[++i]);
+    else if (a === "--help" || a === "-h") {
+      console.log("npm run demo [-- --scenario NAME | --serve [--port N]]\nscenarios:");
+      for (const [name, what] of Object.entries(SCENARIOS)) console.log(`  ${name.padEnd(20)} ${what}`);
+      process.exit(0);
+    } else throw new Error(`unknown argument ${a} (try --help)`);
+  }
+  if (!(o.scenario in SCENARIOS)) throw new Error(`unknown scenario ${o.scenario} (try --help)`);
+  if (!Number.isInteger(o.port) || o.port <= 0 || o.port > 65535) throw new Error(`bad --port`);
+  return o;
+}
+
+const say = (msg: string): void => console.log(`[demo] ${msg}`);
+
+function sh(cmd: string, args: string[], what: string): void {
+  const r = spawnSync(cmd, args, { cwd: ROOT, stdio: "inherit", env: process.env });
+  if (r.status !== 0) throw new Error(`${what} failed (${r.error?.message ?? `exit ${r.status}`})`);
+}
+
+function stackIsUp(): boolean {
+  const r = spawnSync(join(STACK, "stack.sh"), ["status"], { cwd: ROOT, encoding: "utf8", env: process.env });
+  return /\byes\b/.test(r.stdout ?? "");
+}
+
+/** Native import() of the .mjs registration helper (esbuild-register would turn it into require). */
+const importEsm = new Function("url", "return import(url)") as (url: string) => Promise<unknown>;
+
+async function registerUsers(stack: StackJson, names: string[]): Promise<E2eUser[]> {
+  const { registerUser } = (await importEsm(pathToFileURL(join(STACK, "register-user.mjs")).href)) as {
+    registerUser(o: { baseUrl: string; sharedSecret: string; username?: string }): Promise<E2eUser>;
+  };
+  const suffix = Date.now().toString(36);
+  const users: E2eUser[] = [];
+  for (const name of names) {
+    users.push(
+      await registerUser({
+        baseUrl: stack.homeserver.base_url,
+        sharedSecret: stack.homeserver.registration_shared_secret,
+        username: `${name}-${suffix}`,
+      }),
+    );
+  }
+  return users;
+}
+
+function params(stack: StackJson, user: E2eUser, roomId: string, extra: Partial<ConnectionParams> = {}) {
+  return {
+    baseUrl: stack.homeserver.base_url,
+    accessToken: user.access_token,
+    userId: user.user_id,
+    deviceId: user.device_id,
+    serviceUrl: stack.jwt_services.main!.url,
+    roomId,
+    memberId: `${user.device_id}-member`,
+    retry: { maxAttempts: 3, initialDelayMs: 500 },
+    ...extra,
+  } satisfies ConnectionParams;
+}
+
+const label = (r: StateRecord): string => ("state" in r ? r.state : `${r.error} (${r.code}): ${r.message}`);
+
+/** Names for LiveKit identities (hashes, with the /get_token endpoint), filled in as connections learn theirs. */
+const names = new Map<string, string>();
+
+/** Prints a connection's new state$ values and participant lists as they come, with the time since start(). */
+class Printer {
+  private states = 0;
+  private participants = 0;
+  constructor(
+    private readonly name: string,
+    private readonly c: ConnectionHandle,
+  ) {}
+
+  async flush(): Promise<void> {
+    const rec = await this.c.recording();
+    if (rec.localIdentity) names.set(rec.localIdentity, this.name);
+    const t0 = rec.starts[0]?.calledAt;
+    const at = (t: number): string =>
+      t0 === undefined || t < t0 ? "   (created)" : `+${(t - t0).toFixed(1).padStart(8)} ms`;
+    const lines = [
+      ...rec.states.slice(this.states).map((r) => ({ t: r.t, text: `state$ ${label(r)}` })),
+      ...rec.participants.slice(this.participants).map((p) => ({
+        t: p.t,
+        text: `remote participants [${p.identities.map((id) => names.get(id) ?? id).join(", ")}]`,
+      })),
+    ].sort((a, b) => a.t - b.t);
+    for (const l of lines) console.log(`  ${this.name.padEnd(6)} ${at(l.t)}  ${l.text}`);
+    this.states = rec.states.length;
+    this.participants = rec.participants.length;
+  }
+}
+
+async function runScenario(browser: Browser, pageUrl: string, stack: StackJson, scenario: string): Promise<void> {
+  const [alice, bob] = await registerUsers(stack, ["alice", "bob"]);
+  const roomId = `!demo-${Date.now().toString(36)}:${stack.homeserver.server_name}`;
+  const open = async (name: string, user: E2eUser, extra: Partial<ConnectionParams> = {}) => {
+    const page = await (await browser.newContext()).newPage();
+    await page.goto(pageUrl);
+    await page.waitForFunction(() => window.e2e !== undefined, undefined, { timeout: 15_000 });
+    const id = await page.evaluate((p) => window.e2e.create(p), params(stack, user, roomId, extra));
+    const c = new ConnectionHandle(page, id);
+    return { c, p: new Printer(name, c) };
+  };
+  const started = async (who: { c: ConnectionHandle; p: Printer }) => {
+    const outcome = await who.c.start();
+    await who.p.flush();
+    say(`start() ${outcome.outcome}${outcome.error ? ` with ${outcome.error}` : ""}`);
+  };
+  const stopped = async (who: { c: ConnectionHandle; p: Printer }) => {
+    await who.c.stop();
+    await who.p.flush();
+  };
+
+  say(`scenario ${scenario}: ${SCENARIOS[scenario]}`);
+  say(`call ${roomId}; users ${alice!.user_id}, ${bob!.user_id}`);
+  switch (scenario) {
+    case "happy": {
+      const a = await open("alice", alice!);
+      await started(a);
+      const b = await open("bob", bob!);
+      await started(b);
+      const ids = async (c: ConnectionHandle) => (await c.recording()).localIdentity!;
+      await a.c.waitForParticipants([await ids(b.c)]);
+      await b.c.waitForParticipants([await ids(a.c)]);
+      await a.p.flush();
+      await b.p.flush();
+      await stopped(b);
+      await a.c.waitForParticipants([]);
+      await a.p.flush();
+      await stopped(a);
+      return;
+    }
+    case "stop-during-connect": {
+      const a = await open("alice", alice!, { stopOn: "connecting" });
+      await started(a);
+      return;
+    }
+    case "restricted": {
+      await started(await open("alice", alice!, { serviceUrl: stack.jwt_services.restricted!.url }));
+      return;
+    }
+    case "room-full": {
+      const a = await open("alice", alice!, { serviceUrl: stack.jwt_services.full!.url });
+      await started(a);
+      await started(await open("bob", bob!, { serviceUrl: stack.jwt_services.full!.url }));
+      await stopped(a);
+      return;
+    }
+    case "restart": {
+      const a = await open("alice", alice!);
+      await started(a);
+      await stopped(a);
+      await started(a);
+      await stopped(a);
+      return;
+    }
+    case "bad-openid-token": {
+      await started(await open("alice", alice!, { forgeOpenIdToken: true }));
+      return;
+    }
+    case "jwt-service-down": {
+      const down = await new Promise<string>((ok) => {
+        const s = createNetServer(); // a port that was free a moment ago
+        s.listen(0, "127.0.0.1", () => {
+          const port = (s.address() as AddressInfo).port;
+          s.close(() => ok(`http://127.0.0.1:${port}`));
+        });
+      });
+      await started(await open("alice", alice!, { serviceUrl: down, retry: { maxAttempts: 3, initialDelayMs: 300 } }));
+      return;
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  if (!o.inNetns) {
+    say("installing the loopback stack if needed (the first run builds LiveKit and installs Synapse: minutes)");
+    sh(join(STACK, "install.sh"), [], "scripts/stack/install.sh");
+    if (!o.serve) {
+      // Re-run this script inside a network namespace whose only interface is loopback.
+      const r = spawnSync(
+        join(ROOT, "scripts/isolated.sh"),
+        [process.execPath, "-r", "esbuild-register", __filename, ...process.argv.slice(2), "--in-netns"],
+        { cwd: ROOT, stdio: "inherit", env: process.env },
+      );
+      process.exit(r.status ?? 1);
+    }
+  }
+
+  const wasUp = stackIsUp();
+  say(wasUp ? "the stack is up already" : "bringing the stack up");
+  sh(join(STACK, "stack.sh"), ["up"], "scripts/stack/stack.sh up");
+  const stack = JSON.parse(readFileSync(join(stackRunDir(), "stack.json"), "utf8")) as StackJson;
+  say(
+    `homeserver ${stack.homeserver.base_url}, auth service ${stack.jwt_services.main!.url}, SFU ${stack.livekit.main!.ws_url}`,
+  );
+
+  const dir = mkdtempSync(join(tmpdir(), "matrixrtc-demo-"));
+  let server: Server | undefined;
+  let browser: Browser | undefined;
+  const cleanup = async (): Promise<void> => {
+    await browser?.close().catch(() => {});
+    server?.closeAllConnections();
+    server?.close();
+    rmSync(dir, { recursive: true, force: true });
+    if (!wasUp) {
+      say("taking the stack down");
+      sh(join(STACK, "stack.sh"), ["down"], "scripts/stack/stack.sh down");
+    }
+  };
+  try {
+    await buildPage(dir, join(ROOT, "scripts/demo/page.ts"));
+    server = await servePage(dir, o.serve ? o.port : 0);
+    const pageUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+
+    if (o.serve) {
+      const users = await registerUsers(stack, ["alice", "bob"]);
+      const roomId = `!demo-${Date.now().toString(36)}:${stack.homeserver.server_name}`;
+      say(`serving; open these in a browser on this machine (one per user), Ctrl-C to end:`);
+      for (const u of users) {
+        const fragment = Buffer.from(JSON.stringify(params(stack, u, roomId))).toString("base64");
+        console.log(`  ${pageUrl}#demo=${fragment}`);
+      }
+      await new Promise<void>((resolve) => {
+        process.once("SIGINT", resolve);
+        process.once("SIGTERM", resolve);
+      });
+      return;
+    }
+
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, ...(await chromiumArgs()) });
+    say(`Chromium ${browser.version()}`);
+    await runScenario(browser, pageUrl, stack, o.scenario);
+  } finally {
+    await cleanup();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(`[demo] failed: ${e instanceof Error ? e.message : String(e)}`);
+    process.exit(1);
+  },
+);
