@@ -28,6 +28,12 @@ export interface ConnectionParams {
    * livekit-client's `Room` emits `signalConnected` (the SFU has accepted the join; ICE is still under way).
    */
   stopOn?: "connecting" | "signalConnected";
+  /**
+   * livekit-client's reconnect policy for the `Room`: the delay before each reconnect attempt, after the last of
+   * which it gives up (the room goes `disconnected`). Default: livekit-client's `DefaultReconnectPolicy`
+   * (≈ 10 attempts over ≈ 40 s).
+   */
+  reconnectDelaysMs?: number[];
 }
 
 /** A `state$` value: a ConnectionState, or a CallError. `t` is ms since the connection was created. */
@@ -47,6 +53,11 @@ export interface Recording {
   stops: { calledAt: number; resolvedAt?: number; stateAtCall: string }[];
   livekitAlias?: string;
   localIdentity?: string;
+  /**
+   * livekit-client's own `Room` events, as `reconnecting`, `signalReconnecting`, `reconnected` and
+   * `disconnected(<DisconnectReason name>)` (e.g. `disconnected(DUPLICATE_IDENTITY)`).
+   */
+  roomEvents: { t: number; event: string }[];
   /** The room's `ConnectionState` as livekit-client reports it, read when the recording is taken. */
   roomState: string;
   /** Per remote identity, its track publications as `kind/source/subscribed|unsubscribed`, read likewise. */

@@ -3,7 +3,15 @@
  * our src/, matrix-js-sdk and livekit-client, served from http://127.0.0.1:<port>/ and driven by the Jest tests
  * through `window.e2e` (see ./api.ts).
  */
-import { ConnectionErrorReason, LogLevel, Room, RoomEvent, setLogLevel } from "livekit-client";
+import {
+  ConnectionErrorReason,
+  DisconnectReason,
+  LogLevel,
+  Room,
+  RoomEvent,
+  setLogLevel,
+  type RoomOptions,
+} from "livekit-client";
 import { createClient } from "matrix-js-sdk";
 import type { Observable, Subscription } from "rxjs";
 import { Connection, isCallError, type CallError, type Logger } from "../../../src";
@@ -113,6 +121,12 @@ function stateName(r: StateRecord): string {
   return "state" in r ? r.state : r.error;
 }
 
+function roomOptions(p: ConnectionParams): RoomOptions | undefined {
+  const delays = p.reconnectDelaysMs;
+  if (!delays) return undefined;
+  return { reconnectPolicy: { nextRetryDelayInMs: (ctx) => delays[ctx.retryCount] ?? null } };
+}
+
 interface Entry {
   connection: Connection;
   room: Room;
@@ -151,7 +165,7 @@ function waitFor(e: Entry, done: () => boolean, what: string, timeoutMs: number)
   });
 }
 
-const api: E2eApi = {
+export const api: E2eApi = {
   create(p: ConnectionParams): string {
     const id = `c${nextId++}`;
     const matrixClient = createClient({
@@ -179,7 +193,7 @@ const api: E2eApi = {
           deviceId: p.deviceId,
           memberId: p.memberId ?? `${p.userId}/${p.deviceId}`,
         },
-        livekitRoomFactory: () => (room = new Room()),
+        livekitRoomFactory: () => (room = new Room(roomOptions(p))),
         existingSFUConfig: p.existingSFUConfig,
         retry: p.retry,
         timeouts: p.timeouts,
@@ -190,8 +204,15 @@ const api: E2eApi = {
       connection,
       room: room!,
       t0: performance.now(),
-      rec: { states: [], participants: [], starts: [], stops: [] },
+      rec: { states: [], participants: [], starts: [], stops: [], roomEvents: [] },
     };
+    const roomEvent = (event: string) => e.rec.roomEvents.push({ t: now(e), event });
+    e.room.on(RoomEvent.Reconnecting, () => roomEvent("reconnecting"));
+    e.room.on(RoomEvent.SignalReconnecting, () => roomEvent("signalReconnecting"));
+    e.room.on(RoomEvent.Reconnected, () => roomEvent("reconnected"));
+    e.room.on(RoomEvent.Disconnected, (reason?: DisconnectReason) =>
+      roomEvent(`disconnected(${reason === undefined ? "" : (DisconnectReason[reason] ?? String(reason))})`),
+    );
     entries.set(id, e);
     connection.state$.subscribe((s) => e.rec.states.push(stateRecord(now(e), s)));
     connection.remoteParticipants$.subscribe((ps) =>
