@@ -256,6 +256,8 @@ export const connectionMachine = setup({
           description: "LiveKit is re-establishing the whole connection (signal and media).",
           on: {
             "room.connected": { target: "connected" },
+            // Seen against a killed SFU: a full reconnect whose attempts fail goes back to resuming the signal.
+            "room.signalReconnecting": { target: "signalReconnecting" },
             "room.disconnected": { target: "disconnected", actions: "markConnectionLost" },
           },
         },

@@ -87,7 +87,12 @@ export const connectionModel = createMachine({
       },
     },
     LkReconnecting: {
-      on: { LK_RECONNECTED: "LkConnected", LK_DISCONNECTED: "LkLost", STOP: "Stopping" },
+      on: {
+        LK_RECONNECTED: "LkConnected",
+        LK_SIGNAL_RECONNECTING: "LkSignalReconnecting",
+        LK_DISCONNECTED: "LkLost",
+        STOP: "Stopping",
+      },
     },
     LkLost: {
       on: { START: "RequestingOpenIdToken", STOP: "Stopping" },

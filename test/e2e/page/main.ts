@@ -211,7 +211,7 @@ export const api: E2eApi = {
     e.room.on(RoomEvent.SignalReconnecting, () => roomEvent("signalReconnecting"));
     e.room.on(RoomEvent.Reconnected, () => roomEvent("reconnected"));
     e.room.on(RoomEvent.Disconnected, (reason?: DisconnectReason) =>
-      roomEvent(`disconnected(${reason === undefined ? "" : (DisconnectReason[reason] ?? String(reason))})`),
+      roomEvent(`disconnected(${reason === undefined ? "no reason" : (DisconnectReason[reason] ?? String(reason))})`),
     );
     entries.set(id, e);
     connection.state$.subscribe((s) => e.rec.states.push(stateRecord(now(e), s)));

@@ -2,7 +2,7 @@
  * Test-side helpers: a browser context per user with the test page loaded, a handle per `Connection` in that
  * page (driven through `window.e2e`), LiveKit's server API for the server-side truth, and bounded polling.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { RoomServiceClient, type ParticipantInfo } from "livekit-server-sdk";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
@@ -17,6 +17,18 @@ export function redact(text: string): string {
     .replace(/eyJ[\w-]+\.[\w-]+\.[\w-]+/g, "[jwt]")
     .replace(/\bsyt_[\w-]+/g, "[access token]")
     .replace(/(access_token=)[^&\s"]+/g, "$1[redacted]");
+}
+
+/**
+ * The LiveKit room name ("alias") lk-jwt-service v0.5.0 derives for a Matrix room: unpadded base64 of the SHA-256
+ * of the JSON array `[roomId, slotId]` with Go's escaping of `<`, `>`, `&` (scripts/stack/lk-jwt-standin.mjs).
+ */
+export function livekitAliasFor(roomId: string, slotId = "m.call#ROOM"): string {
+  const json = JSON.stringify([roomId, slotId])
+    .replace(/</g, "\\u003c")
+    .replace(/>/g, "\\u003e")
+    .replace(/&/g, "\\u0026");
+  return createHash("sha256").update(json).digest("base64").replace(/=+$/, "");
 }
 
 /** `state$` values as a flat list: a ConnectionState value, or `Error:<name>/<code>` for a CallError. */
@@ -108,6 +120,8 @@ export class ConnectionHandle {
 /** A user: a browser context of their own, with the test page loaded. */
 export class UserPage {
   readonly logs: string[] = [];
+  /** Every WebSocket the page opened, in order (`page.on("websocket")`), as its URL without the query. */
+  readonly websockets: string[] = [];
   constructor(
     private readonly e2e: E2e,
     readonly user: E2eUser,
@@ -116,6 +130,8 @@ export class UserPage {
   ) {
     page.on("console", (m) => this.logs.push(`${m.type()}: ${m.text()}`));
     page.on("pageerror", (e) => this.logs.push(`pageerror: ${e.message}`));
+    // (the query holds LiveKit's access token and the join request)
+    page.on("websocket", (ws) => this.websockets.push(ws.url().replace(/[?#].*$/, "")));
   }
 
   peerConnections(): Promise<PeerConnectionReport[]> {
@@ -146,6 +162,7 @@ export class E2e {
   private users: UserPage[] = [];
   private nextUser = 0;
   private tails = new Map<string, LogTail>();
+  private extras = new Map<string, () => string>();
 
   async open(): Promise<void> {
     this.browser = await chromium.connect(this.env.wsEndpoint);
@@ -159,10 +176,21 @@ export class E2e {
   beginTest(): void {
     this.users = [];
     this.tails = new Map();
+    this.extras = new Map();
     for (const [name, lk] of Object.entries(this.env.stack.livekit))
       this.tails.set(`livekit-${name}`, new LogTail(lk.log));
     for (const [name, j] of Object.entries(this.env.stack.jwt_services))
       this.tails.set(`lk-jwt-${name}`, new LogTail(j.log));
+  }
+
+  /** Adds a log file (from now on) to the current test's failure report. */
+  addLog(name: string, path: string): void {
+    this.tails.set(name, new LogTail(path));
+  }
+
+  /** Adds a section (computed when the report is made, e.g. what a proxy saw) to the current test's failure report. */
+  addReport(name: string, describe: () => string): void {
+    this.extras.set(name, describe);
   }
 
   /** Closes the test's browser contexts. */
@@ -179,13 +207,23 @@ export class E2e {
       const text = tail.read();
       if (text !== "(nothing)") parts.push(`--- ${name} log during the test ---\n${text}`);
     }
+    for (const [name, describe] of this.extras) parts.push(`--- ${name} ---\n${describe()}`);
     return redact(parts.join("\n"));
   }
 
   /** A new user (from globalSetup's pool) in a new browser context with the test page loaded. */
   async newUser(): Promise<UserPage> {
     if (!this.browser) throw new Error("E2e.open() first");
-    const user = this.env.users[this.nextUser++ % this.env.users.length]!;
+    return this.openUserPage(this.env.users[this.nextUser++ % this.env.users.length]!);
+  }
+
+  /** Another browser context (a second tab or device session) for the same Matrix user and device as `u`. */
+  async sameUserAs(u: UserPage): Promise<UserPage> {
+    return this.openUserPage(u.user);
+  }
+
+  private async openUserPage(user: E2eUser): Promise<UserPage> {
+    if (!this.browser) throw new Error("E2e.open() first");
     const context = await this.browser.newContext();
     const page = await context.newPage();
     const u = new UserPage(this, user, context, page);
