@@ -34,6 +34,7 @@ const SCENARIOS: Record<string, string> = {
   restart: "connect, stop, start again: the whole pipeline runs twice",
   "bad-openid-token": "the auth service gets a forged OpenID token: FailToGetOpenIdToken",
   "jwt-service-down": "the auth service's port is closed: FailToGetOpenIdToken after the retries",
+  "time-to-connected": "10 fresh connections, one after the other: start() → connected, each and the median",
 };
 
 interface Options {
@@ -208,6 +209,29 @@ async function runScenario(browser: Browser, pageUrl: string, stack: StackJson, 
     }
     case "bad-openid-token": {
       await started(await open("alice", alice!, { forgeOpenIdToken: true }));
+      return;
+    }
+    case "time-to-connected": {
+      const page = await (await browser.newContext()).newPage();
+      await page.goto(pageUrl);
+      await page.waitForFunction(() => window.e2e !== undefined, undefined, { timeout: 15_000 });
+      const times: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const room = `${roomId.slice(0, -1 - stack.homeserver.server_name.length)}-${i}:${stack.homeserver.server_name}`;
+        const id = await page.evaluate((p) => window.e2e.create(p), params(stack, alice!, room));
+        const c = new ConnectionHandle(page, id);
+        const outcome = await c.start();
+        const rec = await c.recording();
+        const connected = rec.states.find((r) => "state" in r && r.state === "connected");
+        if (outcome.outcome !== "resolved" || !connected) throw new Error(`run ${i + 1}: ${JSON.stringify(outcome)}`);
+        times.push(connected.t - rec.starts[0]!.calledAt);
+        console.log(`  run ${String(i + 1).padStart(2)}  start() → connected ${times.at(-1)!.toFixed(1)} ms`);
+        await c.stop();
+      }
+      const sorted = [...times].sort((a, b) => a - b);
+      say(
+        `median ${((sorted[4]! + sorted[5]!) / 2).toFixed(1)} ms, min ${sorted[0]!.toFixed(1)}, max ${sorted[9]!.toFixed(1)}`,
+      );
       return;
     }
     case "jwt-service-down": {
