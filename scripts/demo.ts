@@ -13,13 +13,14 @@
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import type { Server } from "node:http";
-import { createServer as createNetServer, type AddressInfo } from "node:net";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { chromium, type Browser } from "playwright-core";
 import type { ConnectionParams, StateRecord } from "../test/e2e/page/api";
 import type { E2eUser, StackJson } from "../test/e2e/support/env";
+import { freeTcpPort } from "../test/e2e/support/dedicatedSfu";
 import { ConnectionHandle } from "../test/e2e/support/fixtures";
 import { CHROMIUM, buildPage, chromiumArgs, servePage, stackRunDir } from "../test/e2e/support/globalSetup";
 
@@ -235,13 +236,7 @@ async function runScenario(browser: Browser, pageUrl: string, stack: StackJson, 
       return;
     }
     case "jwt-service-down": {
-      const down = await new Promise<string>((ok) => {
-        const s = createNetServer(); // a port that was free a moment ago
-        s.listen(0, "127.0.0.1", () => {
-          const port = (s.address() as AddressInfo).port;
-          s.close(() => ok(`http://127.0.0.1:${port}`));
-        });
-      });
+      const down = `http://127.0.0.1:${await freeTcpPort()}`; // nothing listens there
       await started(await open("alice", alice!, { serviceUrl: down, retry: { maxAttempts: 3, initialDelayMs: 300 } }));
       return;
     }

@@ -4,10 +4,9 @@
  * lk-jwt-service stand-in (scripts/stack). Each scenario asserts the exact `state$` sequence the page recorded
  * and what LiveKit itself says (RoomService ListParticipants / ListRooms). See test/e2e/README.md.
  */
-import { createServer } from "node:net";
 import { AccessToken } from "livekit-server-sdk";
 import type { Recording } from "./page/api";
-import { DedicatedSfu, stopAllDedicatedSfus } from "./support/dedicatedSfu";
+import { DedicatedSfu, freeTcpPort, stopAllDedicatedSfus } from "./support/dedicatedSfu";
 import {
   E2e,
   livekitAliasFor,
@@ -85,17 +84,6 @@ async function expectSfuParticipants(alias: string, identities: string[], varian
   );
   expect(r.value).toEqual(want);
   return r.elapsedMs;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.once("error", fail);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => ok(port));
-    });
-  });
 }
 
 describe("Connection in Chromium against a real LiveKit", () => {
@@ -277,7 +265,7 @@ describe("Connection in Chromium against a real LiveKit", () => {
 
     scenario("e2. the jwt service is down (nothing listens on its port)", async () => {
       const u = await e2e.newUser();
-      const port = await freePort();
+      const port = await freeTcpPort();
       const c = await u.connection({
         roomId: e2e.roomId(),
         serviceUrl: `http://127.0.0.1:${port}`,
