@@ -1,42 +1,25 @@
 import { RoomEvent, type RemoteParticipant, type Room } from "livekit-client";
 import { BehaviorSubject, type Observable } from "rxjs";
-import type { Actor, InspectionEvent, Observer, SnapshotFrom } from "xstate";
+import type { Actor, SnapshotFrom } from "xstate";
 import type { ConnectionMachine } from "../machines/connection.machine";
 import { ConnectionState, connectionStateOf } from "./connectionState";
-import { checkConnectionOptions, createConnectionActor } from "./createConnectionActor";
+import { checkConnectionOptions, createConnectionActor, type ConnectionActorOptions } from "./createConnectionActor";
 import { toCallError, type CallError } from "./errors";
 import { silentLogger } from "./logger";
-import type {
-  CallMembershipIdentityParts,
-  LivekitRoomLike,
-  LivekitTransportConfig,
-  Logger,
-  OpenIDClientParts,
-  RetryOptions,
-  SFUConfig,
-  TimeoutOptions,
-} from "./types";
+import type { LivekitRoomLike, LivekitTransportConfig, Logger } from "./types";
 
 /** An observable that always has a current value, like Element Call's `Behavior`. */
 export type Behavior<T> = Observable<T> & { readonly value: T };
 
-export interface ConnectionOpts<R extends LivekitRoomLike = Room> {
-  transport: LivekitTransportConfig;
-  client: OpenIDClientParts;
-  /** The Matrix room id of the call, sent to the auth service. */
-  roomId: string;
-  ownMembershipIdentity: CallMembershipIdentityParts;
+/** Element Call's Connection options, plus this package's (`fetch`, `retry`, `timeouts`, `signal`, …). */
+export interface ConnectionOpts<R extends LivekitRoomLike = Room> extends Omit<
+  ConnectionActorOptions,
+  "room" | "logger"
+> {
   /** Makes the room; called once, in the constructor. */
   livekitRoomFactory: () => R;
-  /** An SFU config fetched already (Element Call's local transport): no fetch, START connects at once. */
-  existingSFUConfig?: SFUConfig;
   /** Aborting it stops the connection and disposes of it: the observables complete, nothing more is emitted. */
   signal?: AbortSignal;
-  fetch?: typeof globalThis.fetch;
-  retry?: RetryOptions;
-  timeouts?: TimeoutOptions;
-  allowInsecureTransport?: boolean;
-  inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void);
 }
 
 function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
@@ -83,21 +66,9 @@ export class Connection<R extends LivekitRoomLike = Room> {
     if (typeof opts.livekitRoomFactory !== "function") throw new TypeError("livekitRoomFactory must be a function");
     this.logger = logger.getChild(`[Connection ${opts.transport.livekit_service_url}]`);
     this.transport = opts.transport;
-    this.livekitRoom = opts.livekitRoomFactory();
-    this.actor = createConnectionActor({
-      room: this.livekitRoom,
-      client: opts.client,
-      transport: opts.transport,
-      roomId: opts.roomId,
-      ownMembershipIdentity: opts.ownMembershipIdentity,
-      existingSFUConfig: opts.existingSFUConfig,
-      fetch: opts.fetch,
-      retry: opts.retry,
-      timeouts: opts.timeouts,
-      allowInsecureTransport: opts.allowInsecureTransport,
-      logger: this.logger,
-      inspect: opts.inspect,
-    });
+    const { livekitRoomFactory, signal, ...actorOptions } = opts;
+    this.livekitRoom = livekitRoomFactory();
+    this.actor = createConnectionActor({ ...actorOptions, room: this.livekitRoom, logger: this.logger });
     this.logger.info(`created for room ${opts.roomId}${opts.existingSFUConfig ? " with an SFU config" : ""}`);
 
     const room = this.livekitRoom;
@@ -127,10 +98,10 @@ export class Connection<R extends LivekitRoomLike = Room> {
       this.stateSubject.complete();
       this.participantsSubject.complete();
     });
-    if (opts.signal) {
+    if (signal) {
       const dispose = (): void => this.dispose();
-      if (opts.signal.aborted) dispose();
-      else opts.signal.addEventListener("abort", dispose, { once: true, signal: this.disposed.signal });
+      if (signal.aborted) dispose();
+      else signal.addEventListener("abort", dispose, { once: true, signal: this.disposed.signal });
     }
   }
 
