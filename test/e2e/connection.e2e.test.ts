@@ -48,6 +48,8 @@ function scenario(name: string, body: () => Promise<void>): void {
 }
 
 const HAPPY = ["Initialized", "FetchingConfig", "disconnected", "connecting", "connected"];
+/** The sequence of a connect that the SFU (or livekit-client) refuses: HAPPY up to `connecting`, then `error`. */
+const refusedAtConnect = (error: string): string[] => [...HAPPY.slice(0, 4), error];
 /** livekit-client 2.23.0's error when the /rtc upgrade fails and /rtc/validate says nothing it recognises. */
 const WEBSOCKET_ERROR =
   "ConnectionError(reason=6 (WebSocket), reasonName=ServerUnreachable): " +
@@ -195,13 +197,7 @@ describe("Connection in Chromium against a real LiveKit", () => {
     const c = await u.connection({ roomId: e2e.roomId(), variant: "restricted" });
     expect(await c.start()).toEqual({ outcome: "rejected", error: "SFURoomCreationRestrictedError" });
     const rec = await c.recording();
-    expect(stateNames(rec)).toEqual([
-      "Initialized",
-      "FetchingConfig",
-      "disconnected",
-      "connecting",
-      "Error:SFURoomCreationRestrictedError/SFU_ERROR",
-    ]);
+    expect(stateNames(rec)).toEqual(refusedAtConnect("Error:SFURoomCreationRestrictedError/SFU_ERROR"));
     const err = rec.states.at(-1)!;
     expect(err).toMatchObject({ message: "Failed to create call" });
     // livekit-client's own error as the page saw it. The references (backend.md §1.5, element-call.md §6.3) say
@@ -314,13 +310,7 @@ describe("Connection in Chromium against a real LiveKit", () => {
         // InsufficientCapacityError. Observed (livekit-server 1.13.5, livekit-client 2.23.0): the /rtc/v1 upgrade
         // answers HTTP 500 "connection closed by media", /rtc/v1/validate answers 200, so livekit-client keeps its
         // WebSocket error, without a status: nothing tells "room full" apart from any other WebSocket failure.
-        expect(stateNames(rec)).toEqual([
-          "Initialized",
-          "FetchingConfig",
-          "disconnected",
-          "connecting",
-          "Error:LivekitConnectionError/SFU_ERROR",
-        ]);
+        expect(stateNames(rec)).toEqual(refusedAtConnect("Error:LivekitConnectionError/SFU_ERROR"));
         expect((rec.states.at(-1) as { cause?: string }).cause).toBe(WEBSOCKET_ERROR);
         const alias = (await a.recording()).livekitAlias!;
         expect(await e2e.sfuParticipants(alias, "full")).toEqual([(await a.recording()).localIdentity]);
@@ -426,13 +416,7 @@ describe("Connection in Chromium against a real LiveKit", () => {
           // 503): LivekitConnectionError. No retry: one upgrade and one validate request.
           expect(await c.start()).toEqual({ outcome: "rejected", error: "LivekitConnectionError" });
           const rec = await c.recording();
-          expect(stateNames(rec)).toEqual([
-            "Initialized",
-            "FetchingConfig",
-            "disconnected",
-            "connecting",
-            "Error:LivekitConnectionError/SFU_ERROR",
-          ]);
+          expect(stateNames(rec)).toEqual(refusedAtConnect("Error:LivekitConnectionError/SFU_ERROR"));
           expect((rec.states.at(-1) as { cause?: string }).cause).toBe(WEBSOCKET_ERROR);
           expect(rec.roomEvents).toEqual([expect.objectContaining({ event: "disconnected(UNKNOWN_REASON)" })]);
           expect(u.websockets).toEqual([`${sfu.wsUrl}/rtc/v1`]);
