@@ -99,6 +99,16 @@ async function step(label, fn) {
 
 // ---- what the consumers run -----------------------------------------------------------------------------
 
+const CALL_ERRORS = [
+  "FailToGetOpenIdToken",
+  "InsufficientCapacityError",
+  "LivekitConnectionError",
+  "PeerConnectionTimeoutError",
+  "SFURoomCreationRestrictedError",
+  "UnknownCallError",
+];
+const OTHER_ERRORS = ["PhaseTimeoutError", "SfuConfigError", "InsecureTransportError"];
+
 const NAMES = {
   function: [
     "createConnectionActor",
@@ -114,27 +124,11 @@ const NAMES = {
     "mapConnectError",
     "Secret",
     "CallError",
-    "FailToGetOpenIdToken",
-    "InsufficientCapacityError",
-    "LivekitConnectionError",
-    "PeerConnectionTimeoutError",
-    "SFURoomCreationRestrictedError",
-    "UnknownCallError",
-    "PhaseTimeoutError",
-    "SfuConfigError",
-    "InsecureTransportError",
+    ...CALL_ERRORS,
+    ...OTHER_ERRORS,
   ],
   object: ["connectionMachine", "ConnectionState", "ErrorCode", "ErrorCategory", "DEFAULT_RETRY", "DEFAULT_TIMEOUTS"],
 };
-const CALL_ERRORS = [
-  "FailToGetOpenIdToken",
-  "InsufficientCapacityError",
-  "LivekitConnectionError",
-  "PeerConnectionTimeoutError",
-  "SFURoomCreationRestrictedError",
-  "UnknownCallError",
-];
-const OTHER_ERRORS = ["PhaseTimeoutError", "SfuConfigError", "InsecureTransportError"];
 const ALL = [...NAMES.function, ...NAMES.object];
 
 /** The runtime check, after `pkg`, `resolved` and `assert` are defined by the ESM or CJS header. */
