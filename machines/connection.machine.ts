@@ -1,4 +1,4 @@
-import { assign, fromCallback, fromPromise, setup, type EventObject } from "xstate";
+import { assign, fromCallback, fromPromise, setup, stateIn, type EventObject } from "xstate";
 import type { Secret } from "../src/secret";
 import type { CallErrorName } from "../src/errors";
 
@@ -19,50 +19,64 @@ export interface SfuCredentials {
 }
 
 export interface ConnectionMachineInput {
+  /**
+   * What the actors need for this connection (room, client, transport, …). The chart only hands it to every
+   * invoked actor as `input.deps`; `createConnectionActor` passes its own, inside a `Secret` so that snapshots
+   * and inspection events never show the client or the room.
+   */
+  deps?: unknown;
   /** Skip the fetch and connect with this config (Element Call's `existingSFUConfig`). */
   existingSfuConfig?: SfuCredentials;
 }
 
 export interface ConnectionMachineContext {
+  deps: unknown;
   existingSfuConfig: SfuCredentials | undefined;
   openIdToken: Secret<OpenIDToken> | undefined;
   sfuConfig: SfuCredentials | undefined;
   /** The error that put the machine in `Failed` (a CallError when the actors of `src/` are used). */
   error: unknown;
-  /** Identities of the remote participants in the LiveKit room while in `Livekit`. */
-  remoteParticipants: string[];
-  /** True once a live connection dropped to `disconnected`; a START may then run the pipeline again. */
-  connectionLost: boolean;
 }
 
 export type RoomConnectionState = "disconnected" | "connecting" | "connected" | "reconnecting" | "signalReconnecting";
 
-/** Events the room watcher sends: one per LiveKit `ConnectionState`, plus participant changes. */
-export type RoomEvent =
-  { type: `room.${RoomConnectionState}` } | { type: "room.participantsChanged"; identities: string[] };
+/** Events the room watcher sends: one per LiveKit `ConnectionState`. */
+export type RoomEvent = { type: `room.${RoomConnectionState}` };
 
-export type ConnectionMachineEvent = { type: "START" } | { type: "STOP" } | RoomEvent;
+export type ConnectionMachineEvent = { type: "START" } | { type: "STOP" } | { type: "DISPOSE" } | RoomEvent;
 
-export interface ConnectRoomInput {
+/** The input of every invoked actor: the connection's dependencies. */
+export interface ActorInput {
+  deps: unknown;
+}
+
+export interface RequestSfuConfigInput extends ActorInput {
+  openIdToken: Secret<OpenIDToken>;
+}
+
+/** The input of `connectRoom`: read the JWT with `reveal(input.jwt)`. */
+export interface ConnectRoomInput extends ActorInput {
   url: string;
   jwt: Secret<string>;
 }
+
+/** `settled`: a `start()` waiting in this state is over; `disposed`: no run will ever begin again. */
+export type ConnectionMachineTag = "settled" | "disposed";
 
 function notProvided(name: string): never {
   throw new Error(`The '${name}' actor has no implementation: create the actor with createConnectionActor()`);
 }
 
-const errorName = (error: unknown): string | undefined => (error instanceof Error ? error.name : undefined);
-
 /**
  * The lifecycle of one MatrixRTC connection to a LiveKit SFU. Implementations of the actors (the I/O) are
- * provided by `createConnectionActor` in `src/`; the ones here only say what is missing.
+ * provided once by `src/`; the ones here only say what is missing.
  */
 export const connectionMachine = setup({
   types: {
     context: {} as ConnectionMachineContext,
     events: {} as ConnectionMachineEvent,
     input: {} as ConnectionMachineInput,
+    tags: {} as ConnectionMachineTag,
     children: {} as {
       requestOpenIdToken: "requestOpenIdToken";
       requestSfuConfig: "requestSfuConfig";
@@ -72,36 +86,31 @@ export const connectionMachine = setup({
     },
   },
   actors: {
-    requestOpenIdToken: fromPromise<Secret<OpenIDToken>>(async () => notProvided("requestOpenIdToken")),
-    requestSfuConfig: fromPromise<SfuCredentials, { openIdToken: Secret<OpenIDToken> }>(async () =>
-      notProvided("requestSfuConfig"),
-    ),
+    requestOpenIdToken: fromPromise<Secret<OpenIDToken>, ActorInput>(async () => notProvided("requestOpenIdToken")),
+    requestSfuConfig: fromPromise<SfuCredentials, RequestSfuConfigInput>(async () => notProvided("requestSfuConfig")),
     // A no-op rather than a throw: a callback actor that throws would crash the whole machine.
-    watchRoom: fromCallback<EventObject>(() => {}),
+    watchRoom: fromCallback<EventObject, ActorInput>(() => {}),
     connectRoom: fromPromise<void, ConnectRoomInput>(async () => notProvided("connectRoom")),
-    disconnectRoom: fromPromise<void>(async () => notProvided("disconnectRoom")),
+    disconnectRoom: fromPromise<void, ActorInput>(async () => notProvided("disconnectRoom")),
   },
   actions: {
     useExistingSfuConfig: assign({ sfuConfig: ({ context }) => context.existingSfuConfig }),
     storeOpenIdToken: assign({ openIdToken: (_, params: { token: Secret<OpenIDToken> }) => params.token }),
     storeSfuConfig: assign({ sfuConfig: (_, params: { config: SfuCredentials }) => params.config }),
     forgetOpenIdToken: assign({ openIdToken: undefined }),
-    storeError: assign({ error: (_, params: { error: unknown }) => params.error }),
+    /** On entry to `Failed`: the error of the `xstate.error.actor.*` event that led there. */
+    storeError: assign({ error: ({ event }) => (event as { error?: unknown }).error }),
     clearError: assign({ error: undefined }),
-    resetRoomTracking: assign({ remoteParticipants: [], connectionLost: false }),
-    storeRemoteParticipants: assign({
-      remoteParticipants: (_, params: { identities: string[] }) => params.identities,
-    }),
-    markConnectionLost: assign({ connectionLost: true }),
   },
   guards: {
     hasExistingSfuConfig: ({ context }) => context.existingSfuConfig !== undefined,
-    connectionWasLost: ({ context }) => context.connectionLost,
-    connectionWasLostWithExistingSfuConfig: ({ context }) =>
-      context.connectionLost && context.existingSfuConfig !== undefined,
+    restartRequested: stateIn("#connection.Stopping.ThenStart"),
+    disposalRequested: stateIn("#connection.Stopping.ThenDispose"),
     /** Whether the failure in an `xstate.error.actor.*` event is the CallError subclass named in params. */
-    errorIs: ({ event }, params: { name: CallErrorName }) =>
-      errorName((event as { error?: unknown }).error) === params.name,
+    errorIs: ({ event }, params: { name: CallErrorName }) => {
+      const error = (event as { error?: unknown }).error;
+      return error instanceof Error && error.name === params.name;
+    },
   },
 }).createMachine({
   id: "connection",
@@ -109,32 +118,38 @@ export const connectionMachine = setup({
     "One MatrixRTC connection: OpenID token from the homeserver, SFU config from the MatrixRTC auth service, then a LiveKit room connection.",
   initial: "Initialized",
   context: ({ input }) => ({
+    deps: input.deps,
     existingSfuConfig: input.existingSfuConfig,
     openIdToken: undefined,
     sfuConfig: undefined,
     error: undefined,
-    remoteParticipants: [],
-    connectionLost: false,
   }),
   states: {
     Initialized: {
       description: "Created; nothing has been requested and the room is untouched.",
       on: {
-        START: [
-          { guard: "hasExistingSfuConfig", target: "Livekit", actions: "useExistingSfuConfig" },
-          { target: "FetchingConfig" },
-        ],
+        START: { target: "Starting" },
         STOP: { target: "Stopped" },
+        DISPOSE: { target: "Disposed" },
       },
+    },
+    Starting: {
+      description:
+        "Where every run begins: with a known SFU config the room is connected at once, otherwise the config is fetched first.",
+      entry: "clearError",
+      always: [
+        { guard: "hasExistingSfuConfig", target: "Livekit", actions: "useExistingSfuConfig" },
+        { target: "FetchingConfig" },
+      ],
     },
     FetchingConfig: {
       description:
         "Getting the credentials to join the SFU. Leaving this state (STOP) aborts the request in flight; a result that arrives later is dropped.",
       initial: "RequestingOpenIdToken",
-      entry: "clearError",
       exit: "forgetOpenIdToken",
       on: {
         STOP: { target: "Stopped" },
+        DISPOSE: { target: "Disposed" },
       },
       states: {
         RequestingOpenIdToken: {
@@ -143,14 +158,12 @@ export const connectionMachine = setup({
           invoke: {
             id: "requestOpenIdToken",
             src: "requestOpenIdToken",
+            input: ({ context }) => ({ deps: context.deps }),
             onDone: {
               target: "RequestingSfuConfig",
               actions: { type: "storeOpenIdToken", params: ({ event }) => ({ token: event.output }) },
             },
-            onError: {
-              target: "#connection.Failed.OpenIdError",
-              actions: { type: "storeError", params: ({ event }) => ({ error: event.error }) },
-            },
+            onError: { target: "#connection.Failed.OpenIdError" },
           },
         },
         RequestingSfuConfig: {
@@ -159,15 +172,12 @@ export const connectionMachine = setup({
           invoke: {
             id: "requestSfuConfig",
             src: "requestSfuConfig",
-            input: ({ context }) => ({ openIdToken: context.openIdToken! }),
+            input: ({ context }) => ({ deps: context.deps, openIdToken: context.openIdToken! }),
             onDone: {
               target: "#connection.Livekit",
               actions: { type: "storeSfuConfig", params: ({ event }) => ({ config: event.output }) },
             },
-            onError: {
-              target: "#connection.Failed.OpenIdError",
-              actions: { type: "storeError", params: ({ event }) => ({ error: event.error }) },
-            },
+            onError: { target: "#connection.Failed.OpenIdError" },
           },
         },
       },
@@ -176,65 +186,45 @@ export const connectionMachine = setup({
       description:
         "Connecting to and connected with the LiveKit room. The substates mirror the room's ConnectionState; the connect's failure decides the error state.",
       initial: "disconnected",
-      entry: ["clearError", "resetRoomTracking"],
-      exit: "resetRoomTracking",
       invoke: [
-        { id: "watchRoom", src: "watchRoom" },
+        { id: "watchRoom", src: "watchRoom", input: ({ context }) => ({ deps: context.deps }) },
         {
           id: "connectRoom",
           src: "connectRoom",
-          input: ({ context }) => ({ url: context.sfuConfig!.url, jwt: context.sfuConfig!.jwt }),
+          input: ({ context }) => ({ deps: context.deps, url: context.sfuConfig!.url, jwt: context.sfuConfig!.jwt }),
           // No onDone: the room's own 'connected' report (sent before connect() resolves) moves the state; a
           // late done event must not pull a room that has moved on back to 'connected'.
           onError: [
             {
               guard: { type: "errorIs", params: { name: "InsufficientCapacityError" } },
               target: "#connection.Failed.InsufficientCapacity",
-              actions: { type: "storeError", params: ({ event }) => ({ error: event.error }) },
             },
             {
               guard: { type: "errorIs", params: { name: "SFURoomCreationRestrictedError" } },
               target: "#connection.Failed.RoomCreationRestricted",
-              actions: { type: "storeError", params: ({ event }) => ({ error: event.error }) },
             },
             {
               guard: { type: "errorIs", params: { name: "PeerConnectionTimeoutError" } },
               target: "#connection.Failed.PeerConnectionTimeout",
-              actions: { type: "storeError", params: ({ event }) => ({ error: event.error }) },
             },
             {
               guard: { type: "errorIs", params: { name: "LivekitConnectionError" } },
               target: "#connection.Failed.LivekitError",
-              actions: { type: "storeError", params: ({ event }) => ({ error: event.error }) },
             },
-            {
-              target: "#connection.Failed.Unknown",
-              actions: { type: "storeError", params: ({ event }) => ({ error: event.error }) },
-            },
+            { target: "#connection.Failed.Unknown" },
           ],
         },
       ],
       on: {
         STOP: { target: "Stopping" },
-        "room.participantsChanged": {
-          actions: { type: "storeRemoteParticipants", params: ({ event }) => ({ identities: event.identities }) },
-        },
+        DISPOSE: { target: "#connection.Stopping.ThenDispose" },
       },
       states: {
         disconnected: {
-          description:
-            "The room is not connected: either the connect has not begun yet, or a live connection was lost (then START connects again).",
+          description: "The connect has been asked for and has not begun yet.",
           on: {
             "room.connecting": { target: "connecting" },
             "room.connected": { target: "connected" },
-            START: [
-              {
-                guard: "connectionWasLostWithExistingSfuConfig",
-                target: "#connection.Livekit",
-                reenter: true,
-              },
-              { guard: "connectionWasLost", target: "#connection.FetchingConfig" },
-            ],
           },
         },
         connecting: {
@@ -246,10 +236,11 @@ export const connectionMachine = setup({
         },
         connected: {
           description: "Joined the LiveKit room; media can flow.",
+          tags: "settled",
           on: {
             "room.reconnecting": { target: "reconnecting" },
             "room.signalReconnecting": { target: "signalReconnecting" },
-            "room.disconnected": { target: "disconnected", actions: "markConnectionLost" },
+            "room.disconnected": { target: "lost" },
           },
         },
         reconnecting: {
@@ -258,7 +249,7 @@ export const connectionMachine = setup({
             "room.connected": { target: "connected" },
             // Seen against a killed SFU: a full reconnect whose attempts fail goes back to resuming the signal.
             "room.signalReconnecting": { target: "signalReconnecting" },
-            "room.disconnected": { target: "disconnected", actions: "markConnectionLost" },
+            "room.disconnected": { target: "lost" },
           },
         },
         signalReconnecting: {
@@ -266,38 +257,75 @@ export const connectionMachine = setup({
           on: {
             "room.connected": { target: "connected" },
             "room.reconnecting": { target: "reconnecting" },
-            "room.disconnected": { target: "disconnected", actions: "markConnectionLost" },
+            "room.disconnected": { target: "lost" },
+          },
+        },
+        lost: {
+          description:
+            "A live connection dropped and LiveKit gave up reconnecting (shown as 'disconnected'). START fetches a new config and connects again.",
+          tags: "settled",
+          on: {
+            START: { target: "#connection.Starting" },
           },
         },
       },
     },
     Stopping: {
-      description: "Disconnecting the room (a pending connect is cancelled, without an error). START and STOP wait.",
+      description:
+        "Disconnecting the room (a pending connect is cancelled, without an error). The substate says what follows: START and STOP toggle between stopping and starting again; DISPOSE ends the connection for good.",
+      initial: "ThenStop",
       invoke: {
         id: "disconnectRoom",
         src: "disconnectRoom",
-        onDone: { target: "Stopped" },
-        onError: { target: "Stopped" },
+        input: ({ context }) => ({ deps: context.deps }),
+        onDone: [
+          { guard: "restartRequested", target: "Starting" },
+          { guard: "disposalRequested", target: "Disposed" },
+          { target: "Stopped" },
+        ],
+        // A failed disconnect leaves the room as disconnected as it can be: go on as if it had worked.
+        onError: [
+          { guard: "restartRequested", target: "Starting" },
+          { guard: "disposalRequested", target: "Disposed" },
+          { target: "Stopped" },
+        ],
+      },
+      on: {
+        DISPOSE: { target: ".ThenDispose" },
+      },
+      states: {
+        ThenStop: {
+          description: "Then Stopped.",
+          tags: "settled",
+          on: { START: { target: "ThenStart" } },
+        },
+        ThenStart: {
+          description: "A START arrived while stopping: once disconnected, start again.",
+          on: { STOP: { target: "ThenStop" } },
+        },
+        ThenDispose: {
+          description: "Disposed of while stopping: once disconnected, the connection is over.",
+          tags: ["settled", "disposed"],
+        },
       },
     },
     Stopped: {
       description: "Stopped on request. START runs the whole pipeline again.",
+      tags: "settled",
       on: {
-        START: [
-          { guard: "hasExistingSfuConfig", target: "Livekit", actions: "useExistingSfuConfig" },
-          { target: "FetchingConfig" },
-        ],
+        START: { target: "Starting" },
+        DISPOSE: { target: "Disposed" },
       },
     },
     Failed: {
       description: "The connection could not be made; `context.error` says why. START tries again.",
       initial: "Unknown",
+      tags: "settled",
+      entry: "storeError",
       on: {
-        START: [
-          { guard: "hasExistingSfuConfig", target: "Livekit", actions: "useExistingSfuConfig" },
-          { target: "FetchingConfig" },
-        ],
+        START: { target: "Starting" },
         STOP: { target: "Stopped" },
+        DISPOSE: { target: "Disposed" },
       },
       states: {
         OpenIdError: {
@@ -319,6 +347,11 @@ export const connectionMachine = setup({
           description: "An unexpected failure.",
         },
       },
+    },
+    Disposed: {
+      description: "Disposed of (the room disconnected if it was in use): the actor is done and accepts nothing more.",
+      type: "final",
+      tags: ["settled", "disposed"],
     },
   },
 });

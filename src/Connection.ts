@@ -1,9 +1,14 @@
 import { RoomEvent, type RemoteParticipant, type Room } from "livekit-client";
 import { BehaviorSubject, type Observable } from "rxjs";
-import type { Actor, SnapshotFrom } from "xstate";
+import { waitFor, type Actor, type SnapshotFrom } from "xstate";
 import type { ConnectionMachine } from "../machines/connection.machine";
 import { ConnectionState, connectionStateOf } from "./connectionState";
-import { checkConnectionOptions, createConnectionActor, type ConnectionActorOptions } from "./createConnectionActor";
+import {
+  checkConnectionOptions,
+  newConnectionActor,
+  stateLogger,
+  type ConnectionActorOptions,
+} from "./createConnectionActor";
 import { toCallError, type CallError } from "./errors";
 import { silentLogger } from "./logger";
 import type { LivekitRoomLike, LivekitTransportConfig, Logger } from "./types";
@@ -22,10 +27,6 @@ export interface ConnectionOpts<R extends LivekitRoomLike = Room> extends Omit<
   signal?: AbortSignal;
 }
 
-function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
-}
-
 /** A read-only view of a BehaviorSubject: subscribers get the current value first; `value` reads it. */
 function behavior<T>(subject: BehaviorSubject<T>): Behavior<T> {
   const observable = subject.asObservable();
@@ -35,8 +36,15 @@ function behavior<T>(subject: BehaviorSubject<T>): Behavior<T> {
 
 type Snapshot = SnapshotFrom<ConnectionMachine>;
 
+const PARTICIPANT_EVENTS = [
+  RoomEvent.ParticipantConnected,
+  RoomEvent.ParticipantDisconnected,
+  RoomEvent.ConnectionStateChanged,
+] as const;
+
 /**
- * A drop-in for Element Call's `Connection`, driven by the connection statechart. `state$` and
+ * A drop-in for Element Call's `Connection`, driven by the connection statechart: it sends the chart its
+ * events, waits for the chart's `settled` states, and shows snapshots as `state$`. `state$` and
  * `remoteParticipants$` replay their current value to each subscriber.
  */
 export class Connection<R extends LivekitRoomLike = Room> {
@@ -49,12 +57,7 @@ export class Connection<R extends LivekitRoomLike = Room> {
   /** The remote participants of the LiveKit room, from construction on, until disposal. */
   readonly remoteParticipants$: Behavior<RemoteParticipant[]>;
 
-  private readonly stateSubject = new BehaviorSubject<ConnectionState | CallError>(ConnectionState.Initialized);
-  private readonly participantsSubject: BehaviorSubject<RemoteParticipant[]>;
   private readonly logger: Logger;
-  private readonly disposed = new AbortController();
-  /** How many times stop() was called: a start() waiting for an earlier stop gives way to a later one. */
-  private stops = 0;
 
   /** The LiveKit room name (the JWT's `video.room`) once the SFU config is known. */
   get livekitAlias(): string | undefined {
@@ -62,89 +65,59 @@ export class Connection<R extends LivekitRoomLike = Room> {
   }
 
   constructor(opts: ConnectionOpts<R>, logger: Logger = silentLogger) {
-    checkConnectionOptions(opts);
+    const checked = checkConnectionOptions(opts);
     if (typeof opts.livekitRoomFactory !== "function") throw new TypeError("livekitRoomFactory must be a function");
     this.logger = logger.getChild(`[Connection ${opts.transport.livekit_service_url}]`);
     this.transport = opts.transport;
-    const { livekitRoomFactory, signal, ...actorOptions } = opts;
-    this.livekitRoom = livekitRoomFactory();
-    this.actor = createConnectionActor({ ...actorOptions, room: this.livekitRoom, logger: this.logger });
+    const room = (this.livekitRoom = opts.livekitRoomFactory());
+    this.actor = newConnectionActor(checked, room, this.logger, opts);
     this.logger.info(`created for room ${opts.roomId}${opts.existingSFUConfig ? " with an SFU config" : ""}`);
 
-    const room = this.livekitRoom;
+    // The room is the one source of truth for participants; the chart does not keep a copy.
     const readParticipants = (): RemoteParticipant[] => [...room.remoteParticipants.values()];
-    this.participantsSubject = new BehaviorSubject(readParticipants());
+    const participants = new BehaviorSubject(readParticipants());
     const onParticipants = (): void => {
       const next = readParticipants();
-      if (!sameItems(next, this.participantsSubject.value)) this.participantsSubject.next(next);
+      const now = participants.value;
+      if (next.length !== now.length || next.some((p, i) => p !== now[i])) participants.next(next);
     };
-    room.on(RoomEvent.ParticipantConnected, onParticipants);
-    room.on(RoomEvent.ParticipantDisconnected, onParticipants);
-    room.on(RoomEvent.ConnectionStateChanged, onParticipants);
-    this.state$ = behavior(this.stateSubject);
-    this.remoteParticipants$ = behavior(this.participantsSubject);
+    for (const event of PARTICIPANT_EVENTS) room.on(event as RoomEvent.ParticipantConnected, onParticipants);
 
+    const state = new BehaviorSubject<ConnectionState | CallError>(ConnectionState.Initialized);
+    const log = stateLogger(this.logger);
     const subscription = this.actor.subscribe((snapshot) => {
-      const state = connectionStateOf(snapshot);
-      if (state !== undefined && state !== this.stateSubject.value) this.stateSubject.next(state);
+      log?.(snapshot);
+      const next = connectionStateOf(snapshot);
+      if (next !== undefined && next !== state.value) state.next(next);
     });
+    this.state$ = behavior(state);
+    this.remoteParticipants$ = behavior(participants);
     this.actor.start();
 
-    this.disposed.signal.addEventListener("abort", () => {
+    const signal = opts.signal;
+    if (!signal) return;
+    const dispose = (): void => {
+      this.logger.info("signal aborted: stopping and disposing");
       subscription.unsubscribe();
-      room.off(RoomEvent.ParticipantConnected, onParticipants);
-      room.off(RoomEvent.ParticipantDisconnected, onParticipants);
-      room.off(RoomEvent.ConnectionStateChanged, onParticipants);
-      this.stateSubject.complete();
-      this.participantsSubject.complete();
-    });
-    if (signal) {
-      const dispose = (): void => this.dispose();
-      if (signal.aborted) dispose();
-      else signal.addEventListener("abort", dispose, { once: true, signal: this.disposed.signal });
-    }
-  }
-
-  /** Stops the machine (disconnecting the room) and lets go of everything; the observables complete at once. */
-  private dispose(): void {
-    this.logger.info("signal aborted: stopping and disposing");
-    this.disposed.abort();
-    if (this.actor.getSnapshot().status !== "active") return;
-    this.stops++;
-    this.actor.send({ type: "STOP" });
-    const stopActor = (s: Snapshot): boolean => {
-      if (!s.matches("Stopped")) return false;
-      this.actor.stop();
-      return true;
+      for (const event of PARTICIPANT_EVENTS) room.off(event as RoomEvent.ParticipantConnected, onParticipants);
+      state.complete();
+      participants.complete();
+      this.actor.send({ type: "DISPOSE" });
     };
-    if (!stopActor(this.actor.getSnapshot())) {
-      const sub = this.actor.subscribe((s) => {
-        if (stopActor(s)) sub.unsubscribe();
-      });
-    }
+    if (signal.aborted) dispose();
+    else signal.addEventListener("abort", dispose, { once: true });
   }
 
   /**
-   * Resolves with the first snapshot that satisfies `done`, or with the last one when the connection is
-   * disposed or the actor ends (stopped from outside, or crashed).
+   * Resolves with the first snapshot that satisfies `done`, or with the last one when the actor ends without
+   * (stopped from outside, or crashed).
    */
-  private until(done: (s: Snapshot) => boolean): Promise<Snapshot> {
-    return new Promise((resolve) => {
-      const signal = this.disposed.signal;
-      let settled = false;
-      const settle = (): void => {
-        if (settled) return;
-        const s = this.actor.getSnapshot();
-        if (!done(s) && !signal.aborted && s.status === "active") return;
-        settled = true;
-        sub.unsubscribe();
-        signal.removeEventListener("abort", settle);
-        resolve(s);
-      };
-      const sub = this.actor.subscribe({ next: settle, error: settle, complete: settle });
-      signal.addEventListener("abort", settle, { once: true });
-      settle();
-    });
+  private async until(done: (s: Snapshot) => boolean): Promise<Snapshot> {
+    try {
+      return await waitFor(this.actor, (s) => done(s) || s.status !== "active");
+    } catch {
+      return this.actor.getSnapshot();
+    }
   }
 
   /**
@@ -152,36 +125,26 @@ export class Connection<R extends LivekitRoomLike = Room> {
    * `disconnected`) is emitted synchronously. Resolves once connected, or when the run ends without an error
    * first (stopped, disposed, or a connection lost while this start waited); rejects with the CallError if it
    * fails. Calling it while a run is under way joins that run; after a lost connection it connects again;
-   * while a stop is under way it waits for `Stopped` first, unless stop() is called again meanwhile.
+   * while a stop is under way it starts again once stopped, unless stop() is called again meanwhile.
    */
   async start(): Promise<void> {
-    if (this.disposed.signal.aborted) throw new Error("This Connection has been disposed of");
+    if (this.actor.getSnapshot().hasTag("disposed")) throw new Error("This Connection has been disposed of");
     this.logger.debug("start");
-    const stopsBefore = this.stops;
-    if (this.actor.getSnapshot().matches("Stopping")) {
-      await this.until((s) => s.matches("Stopped"));
-      if (this.stops !== stopsBefore || this.disposed.signal.aborted) return;
-    }
     if (this.actor.getSnapshot().status !== "active") return;
     this.actor.send({ type: "START" });
-    const outcome = await this.until(
-      (s) =>
-        s.matches({ Livekit: "connected" }) ||
-        (s.matches({ Livekit: "disconnected" }) && s.context.connectionLost) ||
-        s.matches("Stopping") ||
-        s.matches("Stopped") ||
-        s.matches("Failed"),
-    );
+    const outcome = await this.until((s) => s.hasTag("settled"));
     if (outcome.status === "error") throw toCallError(outcome.error);
-    if (outcome.matches("Failed") && !this.disposed.signal.aborted) throw connectionStateOf(outcome);
+    if (outcome.matches("Failed")) throw toCallError(outcome.context.error);
   }
 
-  /** Stops: aborts a fetch in flight, cancels a connect, disconnects the room. Resolves at `Stopped`. */
+  /**
+   * Stops: aborts a fetch in flight, cancels a connect, disconnects the room. Resolves once the room is
+   * disconnected: at `Stopped`, or when a start() made meanwhile begins the next run.
+   */
   async stop(): Promise<void> {
     this.logger.debug("stop");
-    this.stops++;
     if (this.actor.getSnapshot().status !== "active") return;
     this.actor.send({ type: "STOP" });
-    await this.until((s) => s.matches("Stopped"));
+    await this.until((s) => !s.matches("Stopping"));
   }
 }

@@ -1,8 +1,10 @@
 import { RoomEvent as LivekitRoomEvent } from "livekit-client";
 import { fromCallback, fromPromise, type EventObject } from "xstate";
 import type {
+  ActorInput,
   ConnectRoomInput,
   OpenIDToken,
+  RequestSfuConfigInput,
   RoomConnectionState,
   RoomEvent,
   SfuCredentials,
@@ -32,17 +34,25 @@ export class PhaseTimeoutError extends Error {
   override readonly name = "TimeoutError";
 }
 
-export interface ConnectionActorsOptions {
+/** What the actors of one connection work with, checked once when the connection is made. */
+export interface ConnectionDeps {
   room: LivekitRoomLike;
   client: OpenIDClientParts;
   transport: LivekitTransportConfig;
   roomId: string;
   ownMembershipIdentity: CallMembershipIdentityParts;
-  fetch?: typeof globalThis.fetch;
-  retry?: RetryOptions;
-  timeouts?: TimeoutOptions;
-  allowInsecureTransport?: boolean;
+  fetch: typeof globalThis.fetch | undefined;
+  retry: RetryOptions | undefined;
+  timeouts: Required<TimeoutOptions>;
+  allowInsecureTransport: boolean;
   logger: Logger;
+}
+
+function depsOf(input: ActorInput): ConnectionDeps {
+  if (!(input.deps instanceof Secret)) {
+    throw new TypeError("the connection's dependencies are missing: create the actor with createConnectionActor()");
+  }
+  return reveal(input.deps as Secret<ConnectionDeps>);
 }
 
 /**
@@ -67,111 +77,99 @@ async function withinTime<T>(
   }
 }
 
-const ROOM_STATES: readonly RoomConnectionState[] = [
+const ROOM_STATES: ReadonlySet<string> = new Set<RoomConnectionState>([
   "disconnected",
   "connecting",
   "connected",
   "reconnecting",
   "signalReconnecting",
-];
+]);
 
-/** The implementations of the machine's actors: all the I/O of a connection. */
-export function createConnectionActors(options: ConnectionActorsOptions) {
-  const { room, logger } = options;
-  const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+/**
+ * The implementations of the machine's actors: all the I/O of a connection. They are made once; each
+ * connection's room, client and options reach them as `input.deps`.
+ */
+export const connectionActors = {
+  requestOpenIdToken: fromPromise<Secret<OpenIDToken>, ActorInput>(async ({ input, signal }) => {
+    try {
+      const { client, retry, timeouts, logger } = depsOf(input);
+      const token = await withinTime(signal, timeouts.openIdTokenMs, "The OpenID token request", (s) =>
+        requestOpenIdToken(client, { retry, signal: s, logger }),
+      );
+      return new Secret(token);
+    } catch (e) {
+      throw new FailToGetOpenIdToken(e);
+    }
+  }),
 
-  return {
-    requestOpenIdToken: fromPromise<Secret<OpenIDToken>>(async ({ signal }) => {
-      try {
-        const token = await withinTime(signal, timeouts.openIdTokenMs, "The OpenID token request", (s) =>
-          requestOpenIdToken(options.client, { retry: options.retry, signal: s, logger }),
-        );
-        return new Secret(token);
-      } catch (e) {
-        throw new FailToGetOpenIdToken(e);
+  requestSfuConfig: fromPromise<SfuCredentials, RequestSfuConfigInput>(async ({ input, signal }) => {
+    try {
+      const deps = depsOf(input);
+      const config = await withinTime(signal, deps.timeouts.sfuConfigMs, "The SFU config request", (s) =>
+        requestSfuConfig(
+          reveal(input.openIdToken),
+          deps.ownMembershipIdentity,
+          deps.transport.livekit_service_url,
+          deps.roomId,
+          {
+            fetch: deps.fetch,
+            retry: deps.retry,
+            signal: s,
+            logger: deps.logger,
+            allowInsecureTransport: deps.allowInsecureTransport,
+          },
+        ),
+      );
+      return { ...config, jwt: new Secret(config.jwt) };
+    } catch (e) {
+      throw new FailToGetOpenIdToken(e);
+    }
+  }),
+
+  connectRoom: fromPromise<void, ConnectRoomInput>(async ({ input }) => {
+    const { room, logger } = depsOf(input);
+    logger.info(`connecting to the LiveKit room at ${input.url}`);
+    const jwt = reveal(input.jwt);
+    try {
+      await room.connect(input.url, jwt);
+    } catch (e) {
+      throw mapConnectError(scrubSecrets(e, [jwt]));
+    }
+  }),
+
+  watchRoom: fromCallback<EventObject, ActorInput>(({ input, sendBack }) => {
+    // Without dependencies there is no room to watch; connectRoom fails with the explanation. (A throw here
+    // would crash the whole machine.)
+    if (!(input.deps instanceof Secret)) return;
+    const { room, logger } = depsOf(input);
+    const onState = (state: string): void => {
+      if (ROOM_STATES.has(state)) sendBack({ type: `room.${state as RoomConnectionState}` } satisfies RoomEvent);
+      else logger.warn(`ignoring unknown LiveKit connection state ${JSON.stringify(state)}`);
+    };
+    room.on(LivekitRoomEvent.ConnectionStateChanged, onState);
+    if (room.state !== "disconnected") onState(room.state);
+    return () => room.off(LivekitRoomEvent.ConnectionStateChanged, onState);
+  }),
+
+  disconnectRoom: fromPromise<void, ActorInput>(async ({ input, signal }) => {
+    const { room, timeouts, logger } = depsOf(input);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(resolve, timeouts.disconnectMs, "timeout");
+    });
+    const stopTimer = (): void => clearTimeout(timer); // the actor was stopped: nobody waits any more
+    signal.addEventListener("abort", stopTimer, { once: true });
+    try {
+      const outcome = await Promise.race([room.disconnect(), timedOut]);
+      if (outcome === "timeout") {
+        logger.warn(`room.disconnect() did not finish within ${timeouts.disconnectMs} ms; counting it as stopped`);
       }
-    }),
-
-    requestSfuConfig: fromPromise<SfuCredentials, { openIdToken: Secret<OpenIDToken> }>(async ({ input, signal }) => {
-      try {
-        const config = await withinTime(signal, timeouts.sfuConfigMs, "The SFU config request", (s) =>
-          requestSfuConfig(
-            reveal(input.openIdToken),
-            options.ownMembershipIdentity,
-            options.transport.livekit_service_url,
-            options.roomId,
-            {
-              fetch: options.fetch,
-              retry: options.retry,
-              signal: s,
-              logger,
-              allowInsecureTransport: options.allowInsecureTransport,
-            },
-          ),
-        );
-        return { ...config, jwt: new Secret(config.jwt) };
-      } catch (e) {
-        throw new FailToGetOpenIdToken(e);
-      }
-    }),
-
-    connectRoom: fromPromise<void, ConnectRoomInput>(async ({ input }) => {
-      logger.info(`connecting to the LiveKit room at ${input.url}`);
-      const jwt = reveal(input.jwt);
-      try {
-        await room.connect(input.url, jwt);
-      } catch (e) {
-        throw mapConnectError(scrubSecrets(e, [jwt]));
-      }
-    }),
-
-    watchRoom: fromCallback<EventObject>(({ sendBack }) => {
-      let identities: string[] = [];
-      const reportParticipants = (): void => {
-        const now = [...room.remoteParticipants.keys()];
-        if (now.length === identities.length && now.every((id, i) => id === identities[i])) return;
-        identities = now;
-        sendBack({ type: "room.participantsChanged", identities } satisfies RoomEvent);
-      };
-      const onState = (state: string): void => {
-        if (!(ROOM_STATES as readonly string[]).includes(state)) {
-          logger.warn(`ignoring unknown LiveKit connection state ${JSON.stringify(state)}`);
-          return;
-        }
-        sendBack({ type: `room.${state as RoomConnectionState}` } satisfies RoomEvent);
-        reportParticipants();
-      };
-      room.on(LivekitRoomEvent.ConnectionStateChanged, onState);
-      room.on(LivekitRoomEvent.ParticipantConnected, reportParticipants);
-      room.on(LivekitRoomEvent.ParticipantDisconnected, reportParticipants);
-      if (room.state !== "disconnected") onState(room.state);
-      reportParticipants();
-      return () => {
-        room.off(LivekitRoomEvent.ConnectionStateChanged, onState);
-        room.off(LivekitRoomEvent.ParticipantConnected, reportParticipants);
-        room.off(LivekitRoomEvent.ParticipantDisconnected, reportParticipants);
-      };
-    }),
-
-    disconnectRoom: fromPromise<void>(async ({ signal }) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timedOut = new Promise<"timeout">((resolve) => {
-        timer = setTimeout(() => resolve("timeout"), timeouts.disconnectMs);
-      });
-      const stopTimer = (): void => clearTimeout(timer); // the actor was stopped: nobody waits any more
-      signal.addEventListener("abort", stopTimer, { once: true });
-      try {
-        const outcome = await Promise.race([room.disconnect(), timedOut]);
-        if (outcome === "timeout") {
-          logger.warn(`room.disconnect() did not finish within ${timeouts.disconnectMs} ms; counting it as stopped`);
-        }
-      } catch (e) {
-        logger.warn(`room.disconnect() failed: ${describe(e)}`);
-        throw e;
-      } finally {
-        stopTimer();
-        signal.removeEventListener("abort", stopTimer);
-      }
-    }),
-  };
-}
+    } catch (e) {
+      logger.warn(`room.disconnect() failed: ${describe(e)}`);
+      throw e;
+    } finally {
+      stopTimer();
+      signal.removeEventListener("abort", stopTimer);
+    }
+  }),
+};

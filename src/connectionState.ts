@@ -14,23 +14,29 @@ export enum ConnectionState {
   LivekitSignalReconnecting = "signalReconnecting",
 }
 
-const livekitStates: Record<string, ConnectionState> = {
+/** What each state of the chart shows; `Livekit` and `Failed` are resolved by substate or error. */
+const shown: Record<string, ConnectionState | undefined> = {
+  Initialized: ConnectionState.Initialized,
+  FetchingConfig: ConnectionState.FetchingConfig,
+  Stopping: undefined,
+  Stopped: ConnectionState.Stopped,
+  Disposed: ConnectionState.Stopped,
   disconnected: ConnectionState.LivekitDisconnected,
   connecting: ConnectionState.LivekitConnecting,
   connected: ConnectionState.LivekitConnected,
   reconnecting: ConnectionState.LivekitReconnecting,
   signalReconnecting: ConnectionState.LivekitSignalReconnecting,
+  lost: ConnectionState.LivekitDisconnected,
 };
 
 /**
  * What a machine snapshot means as Element Call's `state$` value: a ConnectionState, the CallError of a
- * `Failed` state, or `undefined` while `Stopping` (the previous value still holds until `Stopped`).
+ * `Failed` state, or `undefined` while `Stopping` (the previous value still holds until `Stopped`). A lost
+ * connection shows as `disconnected`; `Disposed` as `Stopped`.
  */
 export function connectionStateOf(snapshot: SnapshotFrom<ConnectionMachine>): ConnectionState | CallError | undefined {
-  if (snapshot.matches("Initialized")) return ConnectionState.Initialized;
-  if (snapshot.matches("FetchingConfig")) return ConnectionState.FetchingConfig;
-  if (snapshot.matches("Stopping")) return undefined;
-  if (snapshot.matches("Stopped")) return ConnectionState.Stopped;
-  if (snapshot.matches("Failed")) return toCallError(snapshot.context.error);
-  return livekitStates[(snapshot.value as { Livekit: string }).Livekit];
+  const value = snapshot.value;
+  if (typeof value === "string") return shown[value];
+  if ("Failed" in value) return toCallError(snapshot.context.error);
+  return "Livekit" in value ? shown[value.Livekit as string] : shown[Object.keys(value)[0]!];
 }

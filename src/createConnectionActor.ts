@@ -1,6 +1,13 @@
-import { createActor, type Actor, type InspectionEvent, type Observer } from "xstate";
+import {
+  createActor,
+  type Actor,
+  type InspectionEvent,
+  type Observer,
+  type SnapshotFrom,
+  type StateValue,
+} from "xstate";
 import { connectionMachine, type ConnectionMachine, type SfuCredentials } from "../machines/connection.machine";
-import { createConnectionActors } from "./actors";
+import { DEFAULT_TIMEOUTS, connectionActors, type ConnectionDeps } from "./actors";
 import { connectionStateOf } from "./connectionState";
 import { isCallError } from "./errors";
 import { silentLogger } from "./logger";
@@ -38,26 +45,19 @@ export interface ConnectionActorOptions {
   logger?: Logger;
   /** Receives XState inspection events (e.g. `@statelyai/inspect`); they carry no JWT or access token. */
   inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void);
+  /**
+   * The machine to run; default: `connectionMachine` with this package's actors. To replace an actor, make one
+   * with `connectionMachine.provide({ actors: { ...connectionActors, connectRoom: yours } })` (once, not per
+   * connection) and pass it here.
+   */
+  machine?: ConnectionMachine;
 }
+
+/** `connectionMachine` with the real actors: made once, shared by every connection. */
+const liveMachine = /* @__PURE__ */ connectionMachine.provide({ actors: connectionActors });
 
 function requireString(value: unknown, what: string): void {
   if (typeof value !== "string" || value === "") throw new TypeError(`${what} must be a non-empty string`);
-}
-
-/**
- * Checks everything but the room; mistakes are TypeErrors at once rather than failures later. (An insecure
- * `existingSFUConfig.url` is an InsecureTransportError, which is a TypeError too.)
- */
-export function checkConnectionOptions(o: Omit<ConnectionActorOptions, "room">): void {
-  if (typeof o !== "object" || o === null) throw new TypeError("options are required");
-  if (typeof o.client?.getOpenIdToken !== "function") throw new TypeError("client.getOpenIdToken must be a function");
-  if (o.transport?.type !== "livekit") throw new TypeError('transport.type must be "livekit"');
-  requireString(o.transport.livekit_service_url, "transport.livekit_service_url");
-  requireString(o.roomId, "roomId");
-  requireString(o.ownMembershipIdentity?.userId, "ownMembershipIdentity.userId");
-  requireString(o.ownMembershipIdentity?.deviceId, "ownMembershipIdentity.deviceId");
-  requireString(o.ownMembershipIdentity?.memberId, "ownMembershipIdentity.memberId");
-  if (o.existingSFUConfig) toSfuCredentials(o.existingSFUConfig, o.allowInsecureTransport);
 }
 
 function checkRoom(room: Partial<LivekitRoomLike> | undefined): void {
@@ -67,7 +67,7 @@ function checkRoom(room: Partial<LivekitRoomLike> | undefined): void {
 }
 
 /** A caller's SFU config, checked, with the JWT put away in a Secret. */
-function toSfuCredentials(config: SFUConfig, allowInsecureTransport?: boolean): SfuCredentials {
+function toSfuCredentials(config: SFUConfig, allowInsecureTransport: boolean): SfuCredentials {
   checkTransportUrl(config.url, "existingSFUConfig.url", "http-or-ws", allowInsecureTransport);
   const decoded = decodeLivekitJwt(config.jwt);
   return {
@@ -78,34 +78,94 @@ function toSfuCredentials(config: SFUConfig, allowInsecureTransport?: boolean): 
   };
 }
 
+/** Options checked once, before the room is made, and turned into what the machine takes. */
+export interface CheckedOptions {
+  existingSfuConfig: SfuCredentials | undefined;
+  deps: Omit<ConnectionDeps, "room" | "logger">;
+}
+
+/**
+ * Checks everything but the room; mistakes are TypeErrors at once rather than failures later. (An insecure
+ * `existingSFUConfig.url` is an InsecureTransportError, which is a TypeError too.)
+ */
+export function checkConnectionOptions(o: Omit<ConnectionActorOptions, "room">): CheckedOptions {
+  if (typeof o !== "object" || o === null) throw new TypeError("options are required");
+  if (typeof o.client?.getOpenIdToken !== "function") throw new TypeError("client.getOpenIdToken must be a function");
+  if (o.transport?.type !== "livekit") throw new TypeError('transport.type must be "livekit"');
+  requireString(o.transport.livekit_service_url, "transport.livekit_service_url");
+  requireString(o.roomId, "roomId");
+  requireString(o.ownMembershipIdentity?.userId, "ownMembershipIdentity.userId");
+  requireString(o.ownMembershipIdentity?.deviceId, "ownMembershipIdentity.deviceId");
+  requireString(o.ownMembershipIdentity?.memberId, "ownMembershipIdentity.memberId");
+  const allowInsecureTransport = o.allowInsecureTransport ?? false;
+  return {
+    existingSfuConfig: o.existingSFUConfig && toSfuCredentials(o.existingSFUConfig, allowInsecureTransport),
+    deps: {
+      client: o.client,
+      transport: o.transport,
+      roomId: o.roomId,
+      ownMembershipIdentity: o.ownMembershipIdentity,
+      fetch: o.fetch,
+      retry: o.retry,
+      timeouts: { ...DEFAULT_TIMEOUTS, ...o.timeouts },
+      allowInsecureTransport,
+    },
+  };
+}
+
+/** The actor of checked options and a room; not started, and nothing subscribed to it. */
+export function newConnectionActor(
+  checked: CheckedOptions,
+  room: LivekitRoomLike,
+  logger: Logger,
+  options: Pick<ConnectionActorOptions, "inspect" | "machine">,
+): Actor<ConnectionMachine> {
+  checkRoom(room);
+  const deps: ConnectionDeps = { ...checked.deps, room, logger };
+  return createActor(options.machine ?? liveMachine, {
+    input: { deps: new Secret(deps), existingSfuConfig: checked.existingSfuConfig },
+    inspect: options.inspect,
+  });
+}
+
+type Snapshot = SnapshotFrom<ConnectionMachine>;
+
+function stateName(value: StateValue): string {
+  if (typeof value === "string") return value;
+  const [key, sub] = Object.entries(value)[0]!;
+  return sub === undefined ? key : `${key}.${stateName(sub)}`;
+}
+
+/**
+ * A snapshot handler that logs each change of state, and each failure with its cause; undefined for the silent
+ * logger, so that nothing is formatted for nobody.
+ */
+export function stateLogger(logger: Logger): ((snapshot: Snapshot) => void) | undefined {
+  if (logger === silentLogger) return undefined;
+  let last = "";
+  return (snapshot) => {
+    const name = stateName(snapshot.value);
+    if (name === last) return;
+    last = name;
+    const state = connectionStateOf(snapshot);
+    if (isCallError(state)) {
+      const cause = state.cause instanceof Error ? ` (${state.cause.name}: ${state.cause.message})` : "";
+      logger.warn(`connection failed: ${state.code} ${state.name}: ${state.message}${cause}`);
+    } else {
+      logger.info(`state ${name}`);
+    }
+  };
+}
+
 /**
  * The connection machine with its real actors, as an actor that is not started yet: call `start()` on it,
- * then send `{type: "START"}` / `{type: "STOP"}`. Throws a TypeError for malformed options.
+ * then send `{type: "START"}` / `{type: "STOP"}` / `{type: "DISPOSE"}`. Throws a TypeError for malformed
+ * options.
  */
 export function createConnectionActor(options: ConnectionActorOptions): Actor<ConnectionMachine> {
-  checkRoom(options?.room);
-  checkConnectionOptions(options);
-  const logger = options.logger ?? silentLogger;
-  const existingSfuConfig =
-    options.existingSFUConfig && toSfuCredentials(options.existingSFUConfig, options.allowInsecureTransport);
-  const machine = connectionMachine.provide({ actors: createConnectionActors({ ...options, logger }) });
-  const actor = createActor(machine, { input: { existingSfuConfig }, inspect: options.inspect });
-
-  let last = "";
-  actor.subscribe({
-    next: (snapshot) => {
-      const value = JSON.stringify(snapshot.value);
-      if (value === last) return;
-      last = value;
-      const state = connectionStateOf(snapshot);
-      if (isCallError(state)) {
-        const cause = state.cause instanceof Error ? ` (${state.cause.name}: ${state.cause.message})` : "";
-        logger.warn(`connection failed: ${state.code} ${state.name}: ${state.message}${cause}`);
-      } else {
-        logger.info(`state ${value.replace(/"/g, "")}`);
-      }
-    },
-    error: (e) => logger.error("the connection machine crashed", e),
-  });
+  const logger = options?.logger ?? silentLogger;
+  const actor = newConnectionActor(checkConnectionOptions(options), options?.room, logger, options);
+  const log = stateLogger(logger);
+  actor.subscribe({ next: log, error: (e) => logger.error("the connection machine crashed", e) });
   return actor;
 }

@@ -4,12 +4,16 @@ export {
   type ConnectionMachineContext,
   type ConnectionMachineEvent,
   type ConnectionMachineInput,
+  type ConnectionMachineTag,
+  type ActorInput,
+  type ConnectRoomInput,
+  type RequestSfuConfigInput,
   type OpenIDToken,
   type RoomConnectionState,
   type SfuCredentials,
 } from "../machines/connection.machine";
 export { createConnectionActor, type ConnectionActorOptions } from "./createConnectionActor";
-export { createConnectionActors, PhaseTimeoutError, DEFAULT_TIMEOUTS, type ConnectionActorsOptions } from "./actors";
+export { connectionActors, PhaseTimeoutError, DEFAULT_TIMEOUTS } from "./actors";
 export { Connection, type Behavior, type ConnectionOpts } from "./Connection";
 export { ConnectionState, connectionStateOf } from "./connectionState";
 export {
@@ -40,7 +44,7 @@ export {
   type SfuConfigRequestOptions,
 } from "./sfuConfig";
 export { DEFAULT_RETRY } from "./retry";
-export { Secret } from "./secret";
+export { Secret, reveal } from "./secret";
 export type {
   CallMembershipIdentityParts,
   LivekitRoomLike,

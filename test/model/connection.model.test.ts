@@ -90,13 +90,16 @@ const transitionKey = (source: AnyStateNode, eventType: string, index: number): 
 
 function record(event: InspectionEvent): void {
   const fromRoot = event.actorRef.sessionId === event.rootId; // not from an invoked child
+  // Microsteps, not snapshots: a transient state (Starting) is only ever seen between two microsteps.
   if (event.type === "@xstate.microstep" && fromRoot) {
     // `_transitions` is not public API: fail loudly if an xstate upgrade changes it.
     if (!Array.isArray(event._transitions)) throw new Error("xstate's microstep event no longer lists _transitions");
     for (const t of event._transitions) {
-      const index = t.source.transitions.get(t.eventType)!.indexOf(t);
-      coveredTransitions.add(transitionKey(t.source, t.eventType, index));
+      const candidates = t.eventType === "" ? t.source.always! : t.source.transitions.get(t.eventType)!;
+      coveredTransitions.add(transitionKey(t.source, t.eventType, candidates.indexOf(t)));
     }
+    const snapshot = event.snapshot as SnapshotFrom<ConnectionMachine>;
+    for (const id of stateIds(snapshot.value, "connection")) visitedStates.add(id);
   }
   if (event.type === "@xstate.snapshot" && fromRoot) {
     const snapshot = event.snapshot as SnapshotFrom<ConnectionMachine>;
@@ -115,7 +118,9 @@ function allStateNodes(node: AnyStateNode): AnyStateNode[] {
 
 function allTransitions(): string[] {
   return allStateNodes(connectionMachine.root).flatMap((node) =>
-    [...node.transitions.entries()].flatMap(([eventType, ts]) => ts.map((_, i) => transitionKey(node, eventType, i))),
+    [...node.transitions.entries(), ["", node.always ?? []] as const].flatMap(([eventType, ts]) =>
+      ts.map((_, i) => transitionKey(node, eventType, i)),
+    ),
   );
 }
 
@@ -140,7 +145,13 @@ const lk = (sub: string, state$: ConnectionState, ready?: Expectation["ready"]):
   ready,
 });
 const failed = (sub: string, state$: ErrorClass): Expectation => ({ value: { Failed: sub }, state$ });
-const stopping: Expectation = { value: "Stopping", state$: "unchanged", ready: (h) => h.room.disconnectHeld };
+const stopping = (then: string): Expectation => ({
+  value: { Stopping: then },
+  state$: "unchanged",
+  ready: (h) => h.room.disconnectHeld,
+});
+const disposed: Expectation = { value: "Disposed", state$: "unchanged" };
+/** What state$ showed when STOP or DISPOSE was sent (Stopping emits nothing; disposal completes state$). */
 let shownBeforeStop: unknown;
 
 const expectations: Record<ModelState, Expectation> = {
@@ -161,9 +172,12 @@ const expectations: Record<ModelState, Expectation> = {
   LkConnectedWithGuest: lk("connected", ConnectionState.LivekitConnected),
   LkSignalReconnecting: lk("signalReconnecting", ConnectionState.LivekitSignalReconnecting),
   LkReconnecting: lk("reconnecting", ConnectionState.LivekitReconnecting),
-  LkLost: lk("disconnected", ConnectionState.LivekitDisconnected),
-  Stopping: stopping,
+  LkLost: lk("lost", ConnectionState.LivekitDisconnected),
+  Stopping: stopping("ThenStop"),
+  StoppingThenStart: stopping("ThenStart"),
+  StoppingThenDispose: stopping("ThenDispose"),
   Stopped: { value: "Stopped", state$: ConnectionState.Stopped },
+  Disposed: disposed,
   Failed_OpenIdError: failed("OpenIdError", FailToGetOpenIdToken),
   Failed_InsufficientCapacity: failed("InsufficientCapacity", InsufficientCapacityError),
   Failed_RoomCreationRestricted: failed("RoomCreationRestricted", SFURoomCreationRestrictedError),
@@ -174,8 +188,9 @@ const expectations: Record<ModelState, Expectation> = {
   X_LkDisconnected: lk("disconnected", ConnectionState.LivekitDisconnected, connectCalled),
   X_LkConnecting: lk("connecting", ConnectionState.LivekitConnecting, (h) => h.room.connectPending),
   X_LkConnected: lk("connected", ConnectionState.LivekitConnected),
-  X_LkLost: lk("disconnected", ConnectionState.LivekitDisconnected),
-  X_Stopping: stopping,
+  X_LkLost: lk("lost", ConnectionState.LivekitDisconnected),
+  X_Stopping: stopping("ThenStop"),
+  X_StoppingThenStart: stopping("ThenStart"),
   X_Stopped: { value: "Stopped", state$: ConnectionState.Stopped },
   X_Failed_LivekitError: failed("LivekitError", LivekitConnectionError),
 };
@@ -193,11 +208,16 @@ function expectState(model: ModelState): void {
   else if (typeof e.state$ === "string") expect(shown).toBe(e.state$);
   else expect(shown).toBeInstanceOf(e.state$);
   if (model === "LkConnectedWithGuest") {
-    expect(connection.actor.getSnapshot().context.remoteParticipants).toEqual(["guest"]);
     expect(connection.remoteParticipants$.value.map((p) => p.identity)).toEqual(["guest"]);
   }
   if (model === "LkConnected") {
-    expect(connection.actor.getSnapshot().context.remoteParticipants).toEqual([]);
+    expect(connection.remoteParticipants$.value).toEqual([]);
+  }
+  if (model === "Disposed") {
+    expect(connection.actor.getSnapshot().status).toBe("done");
+    let completed = false;
+    connection.state$.subscribe({ complete: () => (completed = true) });
+    expect(completed).toBe(true);
   }
 }
 
@@ -220,6 +240,16 @@ async function settle(model: ModelState): Promise<void> {
 
 const failConnect = (error: Error) => () => sut().room.failConnect(error);
 
+/** Answers whatever a stopped fetch left behind: such late results must change nothing. */
+async function answerLeftovers(): Promise<void> {
+  await flush();
+  for (const path of [OPENID_PATH, GET_TOKEN_PATH]) {
+    for (const res of parked.get(path)?.splice(0) ?? []) {
+      reply(res, path === OPENID_PATH ? answer.openId : answer.sfuConfig);
+    }
+  }
+}
+
 const executors: Record<string, () => void | Promise<void>> = {
   CREATE: () => create(false),
   CREATE_WITH_SFU_CONFIG: () => create(true),
@@ -230,13 +260,12 @@ const executors: Record<string, () => void | Promise<void>> = {
   STOP: async () => {
     shownBeforeStop = sut().connection.state$.value;
     void sut().connection.stop();
-    // Answer whatever the stopped fetch left behind: such late results must change nothing.
-    await flush();
-    for (const path of [OPENID_PATH, GET_TOKEN_PATH]) {
-      for (const res of parked.get(path)?.splice(0) ?? []) {
-        reply(res, path === OPENID_PATH ? answer.openId : answer.sfuConfig);
-      }
-    }
+    await answerLeftovers();
+  },
+  DISPOSE: async () => {
+    shownBeforeStop = sut().connection.state$.value;
+    disposeConnection!.abort();
+    await answerLeftovers();
   },
   OPENID_OK: async () => reply(await nextParked(OPENID_PATH), answer.openId),
   OPENID_FAIL: async () => reply(await nextParked(OPENID_PATH), answer.status(403, "M_FORBIDDEN")),

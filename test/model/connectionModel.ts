@@ -29,7 +29,7 @@ export const connectionModel = createMachine({
 
     // ---- a connection that fetches its SFU config ----
     Initialized: {
-      on: { START: "RequestingOpenIdToken", STOP: "Stopped" },
+      on: { START: "RequestingOpenIdToken", STOP: "Stopped", DISPOSE: "Disposed" },
     },
     RequestingOpenIdToken: {
       on: {
@@ -38,6 +38,7 @@ export const connectionModel = createMachine({
         OPENID_TIMEOUT: "Failed_OpenIdError",
         START: "RequestingOpenIdToken",
         STOP: "Stopped",
+        DISPOSE: "Disposed",
       },
     },
     RequestingSfuConfig: {
@@ -69,6 +70,7 @@ export const connectionModel = createMachine({
         PARTICIPANT_JOIN: "LkConnectedWithGuest",
         START: "LkConnected",
         STOP: "Stopping",
+        DISPOSE: "StoppingThenDispose",
       },
     },
     LkConnectedWithGuest: {
@@ -98,17 +100,43 @@ export const connectionModel = createMachine({
       on: { START: "RequestingOpenIdToken", STOP: "Stopping" },
     },
     Stopping: {
-      on: { DISCONNECT_DONE: "Stopped", DISCONNECT_FAIL: "Stopped", STOP: "Stopping" },
+      on: {
+        DISCONNECT_DONE: "Stopped",
+        DISCONNECT_FAIL: "Stopped",
+        STOP: "Stopping",
+        START: "StoppingThenStart",
+        DISPOSE: "StoppingThenDispose",
+      },
+    },
+    StoppingThenStart: {
+      on: {
+        DISCONNECT_DONE: "RequestingOpenIdToken",
+        DISCONNECT_FAIL: "RequestingOpenIdToken",
+        START: "StoppingThenStart",
+        STOP: "Stopping",
+        DISPOSE: "StoppingThenDispose",
+      },
+    },
+    StoppingThenDispose: {
+      on: {
+        DISCONNECT_DONE: "Disposed",
+        DISCONNECT_FAIL: "Disposed",
+        START: "StoppingThenDispose",
+        STOP: "StoppingThenDispose",
+      },
     },
     Stopped: {
-      on: { START: "RequestingOpenIdToken", STOP: "Stopped" },
+      on: { START: "RequestingOpenIdToken", STOP: "Stopped", DISPOSE: "Disposed" },
     },
-    Failed_OpenIdError: { on: startAgain },
+    Failed_OpenIdError: { on: { ...startAgain, DISPOSE: "Disposed" } },
     Failed_InsufficientCapacity: { on: startAgain },
     Failed_RoomCreationRestricted: { on: startAgain },
     Failed_PeerConnectionTimeout: { on: startAgain },
     Failed_LivekitError: { on: startAgain },
     Failed_Unknown: { on: startAgain },
+    Disposed: {
+      on: { START: "Disposed", STOP: "Disposed" },
+    },
 
     // ---- a connection given an existing SFU config: START connects at once ----
     X_Initialized: {
@@ -127,7 +155,10 @@ export const connectionModel = createMachine({
       on: { START: "X_LkDisconnected" },
     },
     X_Stopping: {
-      on: { DISCONNECT_DONE: "X_Stopped" },
+      on: { DISCONNECT_DONE: "X_Stopped", START: "X_StoppingThenStart" },
+    },
+    X_StoppingThenStart: {
+      on: { DISCONNECT_DONE: "X_LkDisconnected" },
     },
     X_Stopped: {
       on: { START: "X_LkDisconnected" },

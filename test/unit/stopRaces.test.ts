@@ -161,7 +161,7 @@ test("a connect that succeeds after the stop changes nothing", async () => {
   while (!h.room.connectPending) await flush();
   const stopped = h.connection.stop();
   await flush();
-  expect(h.connection.actor.getSnapshot().value).toBe("Stopping");
+  expect(h.connection.actor.getSnapshot().value).toEqual({ Stopping: "ThenStop" });
   h.room.succeedConnect(); // the connect wins the race against the disconnect
   await flush();
   h.room.releaseDisconnect();
