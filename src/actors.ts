@@ -48,7 +48,8 @@ export interface ConnectionDeps {
   logger: Logger;
 }
 
-function depsOf(input: ActorInput): ConnectionDeps {
+/** The dependencies in an actor's input, for actors of your own (see `connectionActors`). */
+export function connectionDepsOf(input: ActorInput): ConnectionDeps {
   if (!(input.deps instanceof Secret)) {
     throw new TypeError("the connection's dependencies are missing: create the actor with createConnectionActor()");
   }
@@ -92,7 +93,7 @@ const ROOM_STATES: ReadonlySet<string> = new Set<RoomConnectionState>([
 export const connectionActors = {
   requestOpenIdToken: fromPromise<Secret<OpenIDToken>, ActorInput>(async ({ input, signal }) => {
     try {
-      const { client, retry, timeouts, logger } = depsOf(input);
+      const { client, retry, timeouts, logger } = connectionDepsOf(input);
       const token = await withinTime(signal, timeouts.openIdTokenMs, "The OpenID token request", (s) =>
         requestOpenIdToken(client, { retry, signal: s, logger }),
       );
@@ -104,7 +105,7 @@ export const connectionActors = {
 
   requestSfuConfig: fromPromise<SfuCredentials, RequestSfuConfigInput>(async ({ input, signal }) => {
     try {
-      const deps = depsOf(input);
+      const deps = connectionDepsOf(input);
       const config = await withinTime(signal, deps.timeouts.sfuConfigMs, "The SFU config request", (s) =>
         requestSfuConfig(
           reveal(input.openIdToken),
@@ -127,7 +128,7 @@ export const connectionActors = {
   }),
 
   connectRoom: fromPromise<void, ConnectRoomInput>(async ({ input }) => {
-    const { room, logger } = depsOf(input);
+    const { room, logger } = connectionDepsOf(input);
     logger.info(`connecting to the LiveKit room at ${input.url}`);
     const jwt = reveal(input.jwt);
     try {
@@ -141,7 +142,7 @@ export const connectionActors = {
     // Without dependencies there is no room to watch; connectRoom fails with the explanation. (A throw here
     // would crash the whole machine.)
     if (!(input.deps instanceof Secret)) return;
-    const { room, logger } = depsOf(input);
+    const { room, logger } = connectionDepsOf(input);
     const onState = (state: string): void => {
       if (ROOM_STATES.has(state)) sendBack({ type: `room.${state as RoomConnectionState}` } satisfies RoomEvent);
       else logger.warn(`ignoring unknown LiveKit connection state ${JSON.stringify(state)}`);
@@ -152,7 +153,7 @@ export const connectionActors = {
   }),
 
   disconnectRoom: fromPromise<void, ActorInput>(async ({ input, signal }) => {
-    const { room, timeouts, logger } = depsOf(input);
+    const { room, timeouts, logger } = connectionDepsOf(input);
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timedOut = new Promise<"timeout">((resolve) => {
       timer = setTimeout(resolve, timeouts.disconnectMs, "timeout");

@@ -13,7 +13,7 @@ export {
   type SfuCredentials,
 } from "../machines/connection.machine";
 export { createConnectionActor, type ConnectionActorOptions } from "./createConnectionActor";
-export { connectionActors, PhaseTimeoutError, DEFAULT_TIMEOUTS } from "./actors";
+export { connectionActors, connectionDepsOf, PhaseTimeoutError, DEFAULT_TIMEOUTS, type ConnectionDeps } from "./actors";
 export { Connection, type Behavior, type ConnectionOpts } from "./Connection";
 export { ConnectionState, connectionStateOf } from "./connectionState";
 export {

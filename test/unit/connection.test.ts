@@ -1,7 +1,14 @@
 import { ConnectionError } from "livekit-client";
+import { fromPromise } from "xstate";
 import {
   Connection,
   ConnectionState,
+  connectionActors,
+  connectionDepsOf,
+  connectionMachine,
+  mapConnectError,
+  reveal,
+  type ConnectRoomInput,
   FailToGetOpenIdToken,
   InsufficientCapacityError,
   SFURoomCreationRestrictedError,
@@ -12,6 +19,7 @@ import {
   ACCESS_TOKEN,
   GET_TOKEN_PATH,
   JWT,
+  MATRIX_ACCESS_TOKEN,
   OPENID_PATH,
   ROOM_ID,
   SERVICE_PATH,
@@ -254,6 +262,43 @@ describe("Connection options and disposal", () => {
   });
 });
 
+describe("the machine is made once", () => {
+  test("every Connection runs the same machine object: nothing is rebuilt per connection", () => {
+    const a = makeConnection(server).connection.actor.logic;
+    const b = makeConnection(server).connection.actor.logic;
+    expect(a).toBe(b);
+  });
+
+  test("an actor of one's own, provided once, gets the connection's room and can read the JWT", async () => {
+    const seen: { url: string; jwt: string }[] = [];
+    const machine = connectionMachine.provide({
+      actors: {
+        ...connectionActors,
+        connectRoom: fromPromise<void, ConnectRoomInput>(async ({ input }) => {
+          seen.push({ url: input.url, jwt: reveal(input.jwt) });
+          await connectionDepsOf(input)
+            .room.connect(input.url, reveal(input.jwt))
+            .catch((e: unknown) => {
+              throw mapConnectError(e);
+            });
+        }),
+      },
+    });
+    const first = makeConnection(server, { machine });
+    first.room.autoConnect = "succeed";
+    await first.connection.start();
+    expect(first.connection.state$.value).toBe(LivekitConnected);
+    expect(seen).toEqual([{ url: SFU_URL, jwt: JWT }]);
+    expect(first.room.connectCalls).toEqual([{ url: SFU_URL, token: JWT }]);
+
+    const second = makeConnection(server, { machine });
+    second.room.autoConnect = ConnectionError.notAllowed("requested room does not exist", 404);
+    await expect(second.connection.start()).rejects.toBeInstanceOf(SFURoomCreationRestrictedError);
+    expect(second.room.connectCalls).toHaveLength(1); // its own room, not the first one's
+    await first.connection.stop();
+  });
+});
+
 describe("secrets", () => {
   /** Every string reachable from `value`: own properties (also non-enumerable ones such as an Error's message and stack), array items, map entries. */
   function strings(value: unknown, out: string[] = [], seen = new Set<unknown>(), depth = 0): string[] {
@@ -273,7 +318,7 @@ describe("secrets", () => {
     ["a connect refused with a 401 whose body quotes the token", "refused"],
     ["an auth service whose errors quote the OpenID token", "auth-fails"],
   ])(
-    "neither the JWT nor the OpenID access token reaches logs, errors or inspection events: %s",
+    "neither the JWT, the OpenID access token nor the client's Matrix access token reaches logs, errors or inspection events: %s",
     async (_name, scenario) => {
       const events: unknown[] = [];
       if (scenario === "auth-fails") {
@@ -290,7 +335,7 @@ describe("secrets", () => {
       const texts = [...strings(events), ...strings(h.states), ...h.logger.lines];
       expect(texts.length).toBeGreaterThan(100);
       expect(h.logger.lines.length).toBeGreaterThan(3);
-      for (const secret of [JWT, JWT.split(".")[2]!, ACCESS_TOKEN]) {
+      for (const secret of [JWT, JWT.split(".")[2]!, ACCESS_TOKEN, MATRIX_ACCESS_TOKEN]) {
         expect(texts.filter((t) => t.includes(secret))).toEqual([]);
       }
       if (scenario !== "succeed") expect(texts.some((t) => t.includes("[redacted]"))).toBe(true);
