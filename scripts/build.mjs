@@ -4,14 +4,16 @@
 //   dist/types/**.d.ts        declarations, emitted by TypeScript 7's native `tsc` (tsconfig.build.json)
 //   dist/index.d.mts          `export *` of ./types/src/index.js, for `import` (exports map)
 //   dist/index.d.cts          the same, for `require`
-// The peers (xstate, livekit-client, rxjs, and their subpaths) stay external.
+// The peers (xstate, livekit-client, rxjs, and their subpaths) stay external. The machines' state descriptions
+// stay in the source, where Stately's editor and `npm run diagram` read them, and are left out of the bundles.
 // Usage: node scripts/build.mjs   (npm run build)
 import { spawnSync } from "node:child_process";
-import { readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { gzipSync } from "node:zlib";
 import * as esbuild from "esbuild";
+import ts from "typescript";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const dist = join(root, "dist");
@@ -29,6 +31,35 @@ const started = performance.now();
 rmSync(dist, { recursive: true, force: true });
 
 // 2. Bundle, ESM and CJS.
+
+/** Removes every `description: "…"` property from a machine file (read with TypeScript's parser). */
+const withoutStateDescriptions = {
+  name: "without-state-descriptions",
+  setup(build) {
+    build.onLoad({ filter: /[\\/]machines[\\/][^\\/]+\.machine\.ts$/ }, ({ path }) => {
+      const text = readFileSync(path, "utf8");
+      const file = ts.createSourceFile(path, text, ts.ScriptTarget.Latest, true);
+      const cuts = [];
+      const visit = (node) => {
+        if (
+          ts.isPropertyAssignment(node) &&
+          node.name.getText(file) === "description" &&
+          ts.isStringLiteralLike(node.initializer)
+        ) {
+          cuts.push([node.getStart(file), text[node.end] === "," ? node.end + 1 : node.end]);
+        } else {
+          ts.forEachChild(node, visit);
+        }
+      };
+      visit(file);
+      if (cuts.length === 0) fail(`${relative(root, path)}: no state descriptions found to leave out`);
+      let contents = text;
+      for (const [start, end] of cuts.reverse()) contents = contents.slice(0, start) + contents.slice(end);
+      return { contents, loader: "ts" };
+    });
+  },
+};
+
 const common = {
   absWorkingDir: root,
   entryPoints: ["src/index.ts"],
@@ -41,6 +72,7 @@ const common = {
   sourcemap: true,
   metafile: true,
   logLevel: "warning",
+  plugins: [withoutStateDescriptions],
 };
 
 let results;

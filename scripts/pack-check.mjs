@@ -112,7 +112,7 @@ const OTHER_ERRORS = ["PhaseTimeoutError", "SfuConfigError", "InsecureTransportE
 const NAMES = {
   function: [
     "createConnectionActor",
-    "createConnectionActors",
+    "connectionDepsOf",
     "Connection",
     "getSFUConfigWithOpenID",
     "requestOpenIdToken",
@@ -123,11 +123,20 @@ const NAMES = {
     "toCallError",
     "mapConnectError",
     "Secret",
+    "reveal",
     "CallError",
     ...CALL_ERRORS,
     ...OTHER_ERRORS,
   ],
-  object: ["connectionMachine", "ConnectionState", "ErrorCode", "ErrorCategory", "DEFAULT_RETRY", "DEFAULT_TIMEOUTS"],
+  object: [
+    "connectionMachine",
+    "connectionActors",
+    "ConnectionState",
+    "ErrorCode",
+    "ErrorCategory",
+    "DEFAULT_RETRY",
+    "DEFAULT_TIMEOUTS",
+  ],
 };
 const ALL = [...NAMES.function, ...NAMES.object];
 
