@@ -102,7 +102,7 @@ export class Connection<R extends LivekitRoomLike = Room> {
       for (const event of PARTICIPANT_EVENTS) room.off(event as RoomEvent.ParticipantConnected, onParticipants);
       state.complete();
       participants.complete();
-      this.actor.send({ type: "DISPOSE" });
+      if (this.actor.getSnapshot().status === "active") this.actor.send({ type: "DISPOSE" });
     };
     if (signal.aborted) dispose();
     else signal.addEventListener("abort", dispose, { once: true });

@@ -76,12 +76,15 @@ export function checkTransportUrl(
   return url;
 }
 
+const utf8 = /* @__PURE__ */ new TextDecoder("utf-8", { fatal: true });
+
 function base64UrlDecode(segment: string): string {
   if (!/^[A-Za-z0-9_-]*$/.test(segment)) throw new TypeError("not base64url");
   const b64 = segment.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (segment.length % 4)) % 4);
   const binary = atob(b64);
-  const bytes = Uint8Array.from(binary, (c) => c.charCodeAt(0));
-  return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return utf8.decode(bytes);
 }
 
 /**
