@@ -32,7 +32,8 @@ import { Connection } from "../src";
 import { FakeRoom } from "../test/support/fakeRoom";
 import { makeLivekitJwt, openIdToken } from "../test/support/tokens";
 import { barePipeline } from "./barePipeline";
-import { ElementCallConnection, type ECLogger } from "./elementCallConnection";
+import type { Logger } from "../src";
+import { ElementCallConnection } from "./elementCallConnection";
 
 // ---- knobs (all loops are bounded by these) ----
 /** A batch runs as many lifecycles as fill about `batchMs` for that subject (measured after its warm-up). */
@@ -53,7 +54,7 @@ if (!gcFn) throw new Error("run with node --expose-gc (npm run bench does)");
 const gc: () => void = gcFn;
 
 const noop = (): void => {};
-const silentLogger: ECLogger = { debug: noop, info: noop, warn: noop, error: noop, getChild: () => silentLogger };
+const silentLogger: Logger = { debug: noop, info: noop, warn: noop, error: noop, getChild: () => silentLogger };
 
 /** A JWT like lk-jwt-service's whose payload Element Call's plain `atob` can read (no `-` or `_`). */
 function atobFriendlyJwt(): string {

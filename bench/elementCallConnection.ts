@@ -21,41 +21,13 @@ import {
   type RemoteParticipant,
 } from "livekit-client";
 import { BehaviorSubject, Observable, startWith, type Subscription } from "rxjs";
-
-/** Element Call's connection states; the LiveKit ones equal livekit-client's values. */
-export enum ECConnectionState {
-  Initialized = "Initialized",
-  FetchingConfig = "FetchingConfig",
-  Stopped = "Stopped",
-  LivekitDisconnected = "disconnected",
-  LivekitConnecting = "connecting",
-  LivekitConnected = "connected",
-  LivekitReconnecting = "reconnecting",
-  LivekitSignalReconnecting = "signalReconnecting",
-}
+// The same state names and logger shape as Element Call's (the package uses them too).
+import { ConnectionState as ECConnectionState, type LivekitRoomLike, type Logger as ECLogger } from "../src";
 
 export type Behavior<T> = Observable<T> & { readonly value: T };
 
-/** matrix-js-sdk's logger shape. */
-export interface ECLogger {
-  debug(...msg: unknown[]): void;
-  info(...msg: unknown[]): void;
-  warn(...msg: unknown[]): void;
-  error(...msg: unknown[]): void;
-  getChild(namespace: string): ECLogger;
-}
-
-/** What Element Call uses of livekit-client's `Room` (FakeRoom and Room both fit). */
-export interface ECRoom {
-  readonly state: LivekitConnectionState | `${LivekitConnectionState}`;
-  readonly remoteParticipants: ReadonlyMap<string, RemoteParticipant>;
-  connect(url: string, token: string): Promise<void>;
-  disconnect(): Promise<void>;
-  on(event: RoomEvent.ConnectionStateChanged, listener: (state: LivekitConnectionState) => void): unknown;
-  on(event: RoomEvent.ParticipantConnected | RoomEvent.ParticipantDisconnected, listener: () => void): unknown;
-  off(event: RoomEvent.ConnectionStateChanged, listener: (state: LivekitConnectionState) => void): unknown;
-  off(event: RoomEvent.ParticipantConnected | RoomEvent.ParticipantDisconnected, listener: () => void): unknown;
-}
+/** What Element Call uses of livekit-client's `Room` (FakeRoom and Room both fit): the package's room shape. */
+export type ECRoom = LivekitRoomLike;
 
 export interface ECOpenIDToken {
   access_token: string;
