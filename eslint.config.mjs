@@ -22,6 +22,7 @@ export default tseslint.config(
         {
           patterns: [
             { regex: "^(?!xstate$)", allowTypeImports: true, message: "machines/ imports only xstate at runtime" },
+            { regex: "^\\.\\./src(/|$)", message: "src/ imports machines/, never the other way (types included)" },
           ],
         },
       ],

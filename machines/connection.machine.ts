@@ -1,6 +1,23 @@
 import { assign, fromCallback, fromPromise, setup, stateIn, type EventObject } from "xstate";
-import type { Secret } from "../src/secret";
-import type { CallErrorName } from "../src/errors";
+
+/**
+ * A value the chart carries but can neither read nor print: the JWT, the OpenID token, the connection's
+ * dependencies. `Secret` in `src/secret.ts` is the implementation; the type parameter is what `reveal` returns.
+ */
+export interface Sealed<T> {
+  toJSON(): string;
+  /** Never set: it only ties the sealed value's type to the box. */
+  readonly sealedType?: () => T;
+}
+
+/** The names of the errors (`CallError` subclasses in `src/errors.ts`) that have a `Failed` state of their own. */
+export type CallErrorName =
+  | "FailToGetOpenIdToken"
+  | "InsufficientCapacityError"
+  | "SFURoomCreationRestrictedError"
+  | "PeerConnectionTimeoutError"
+  | "LivekitConnectionError"
+  | "UnknownCallError";
 
 /** The OpenID token a homeserver hands out (`IOpenIDToken` in matrix-js-sdk). */
 export interface OpenIDToken {
@@ -13,7 +30,7 @@ export interface OpenIDToken {
 /** Where and how to join the LiveKit room. The JWT stays inside a `Secret` so snapshots never show it. */
 export interface SfuCredentials {
   url: string;
-  jwt: Secret<string>;
+  jwt: Sealed<string>;
   livekitAlias: string;
   livekitIdentity: string;
 }
@@ -32,7 +49,7 @@ export interface ConnectionMachineInput {
 export interface ConnectionMachineContext {
   deps: unknown;
   existingSfuConfig: SfuCredentials | undefined;
-  openIdToken: Secret<OpenIDToken> | undefined;
+  openIdToken: Sealed<OpenIDToken> | undefined;
   sfuConfig: SfuCredentials | undefined;
   /** The error that put the machine in `Failed` (a CallError when the actors of `src/` are used). */
   error: unknown;
@@ -51,13 +68,13 @@ export interface ActorInput {
 }
 
 export interface RequestSfuConfigInput extends ActorInput {
-  openIdToken: Secret<OpenIDToken>;
+  openIdToken: Sealed<OpenIDToken>;
 }
 
 /** The input of `connectRoom`: read the JWT with `reveal(input.jwt)`. */
 export interface ConnectRoomInput extends ActorInput {
   url: string;
-  jwt: Secret<string>;
+  jwt: Sealed<string>;
 }
 
 /** `settled`: a `start()` waiting in this state is over; `disposed`: no run will ever begin again. */
@@ -86,7 +103,7 @@ export const connectionMachine = setup({
     },
   },
   actors: {
-    requestOpenIdToken: fromPromise<Secret<OpenIDToken>, ActorInput>(async () => notProvided("requestOpenIdToken")),
+    requestOpenIdToken: fromPromise<Sealed<OpenIDToken>, ActorInput>(async () => notProvided("requestOpenIdToken")),
     requestSfuConfig: fromPromise<SfuCredentials, RequestSfuConfigInput>(async () => notProvided("requestSfuConfig")),
     // A no-op rather than a throw: a callback actor that throws would crash the whole machine.
     watchRoom: fromCallback<EventObject, ActorInput>(() => {}),
@@ -95,7 +112,7 @@ export const connectionMachine = setup({
   },
   actions: {
     useExistingSfuConfig: assign({ sfuConfig: ({ context }) => context.existingSfuConfig }),
-    storeOpenIdToken: assign({ openIdToken: (_, params: { token: Secret<OpenIDToken> }) => params.token }),
+    storeOpenIdToken: assign({ openIdToken: (_, params: { token: Sealed<OpenIDToken> }) => params.token }),
     storeSfuConfig: assign({ sfuConfig: (_, params: { config: SfuCredentials }) => params.config }),
     forgetOpenIdToken: assign({ openIdToken: undefined }),
     /** On entry to `Failed`: the error of the `xstate.error.actor.*` event that led there. */

@@ -1,4 +1,5 @@
 import { ConnectionErrorReason, DisconnectReason } from "livekit-client";
+import type { CallErrorName } from "../machines/connection.machine";
 
 /** Machine-readable error codes, the same strings Element Call uses. */
 export enum ErrorCode {
@@ -120,13 +121,7 @@ export class UnknownCallError extends CallError {
   }
 }
 
-export type CallErrorName =
-  | "FailToGetOpenIdToken"
-  | "InsufficientCapacityError"
-  | "SFURoomCreationRestrictedError"
-  | "PeerConnectionTimeoutError"
-  | "LivekitConnectionError"
-  | "UnknownCallError";
+export type { CallErrorName };
 
 export function isCallError(value: unknown): value is CallError {
   return value instanceof CallError;

@@ -4,11 +4,15 @@
  * logs or sends to a visualiser carry no credential. The value is kept in a module-private WeakMap, not on the
  * object, so it is not reachable by walking or serialising the object.
  */
-const values = new WeakMap<Secret<unknown>, unknown>();
+import type { Sealed } from "../machines/connection.machine";
+
+const values = new WeakMap<Sealed<unknown>, unknown>();
 
 const REDACTED = "[redacted]";
 
-export class Secret<T> {
+export class Secret<T> implements Sealed<T> {
+  declare readonly sealedType?: () => T;
+
   constructor(value: T) {
     values.set(this, value);
     Object.freeze(this);
@@ -27,8 +31,8 @@ export class Secret<T> {
   }
 }
 
-/** Reads a secret's value. Internal: only the actors that need the credential call it. */
-export function reveal<T>(secret: Secret<T>): T {
+/** Reads a secret's value: for the actors that need the credential (and actors of your own). */
+export function reveal<T>(secret: Sealed<T>): T {
   if (!values.has(secret)) throw new TypeError("not a Secret");
   return values.get(secret) as T;
 }
