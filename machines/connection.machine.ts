@@ -28,7 +28,7 @@ export interface OpenIDToken {
 }
 
 /** Where and how to join the LiveKit room. The JWT stays inside a `Secret` so snapshots never show it. */
-export interface SfuCredentials {
+export interface SFUCredentials {
   url: string;
   jwt: Sealed<string>;
   livekitAlias: string;
@@ -43,14 +43,14 @@ export interface ConnectionMachineInput {
    */
   deps?: unknown;
   /** Skip the fetch and connect with this config (Element Call's `existingSFUConfig`). */
-  existingSfuConfig?: SfuCredentials;
+  existingSFUConfig?: SFUCredentials;
 }
 
 export interface ConnectionMachineContext {
   deps: unknown;
-  existingSfuConfig: SfuCredentials | undefined;
+  existingSFUConfig: SFUCredentials | undefined;
   openIdToken: Sealed<OpenIDToken> | undefined;
-  sfuConfig: SfuCredentials | undefined;
+  sfuConfig: SFUCredentials | undefined;
   /** The error that put the machine in `Failed` (a CallError when the actors of `src/` are used). */
   error: unknown;
 }
@@ -67,7 +67,7 @@ export interface ActorInput {
   deps: unknown;
 }
 
-export interface RequestSfuConfigInput extends ActorInput {
+export interface RequestSFUConfigInput extends ActorInput {
   openIdToken: Sealed<OpenIDToken>;
 }
 
@@ -96,7 +96,7 @@ export const connectionMachine = setup({
     tags: {} as ConnectionMachineTag,
     children: {} as {
       requestOpenIdToken: "requestOpenIdToken";
-      requestSfuConfig: "requestSfuConfig";
+      requestSFUConfig: "requestSFUConfig";
       watchRoom: "watchRoom";
       connectRoom: "connectRoom";
       disconnectRoom: "disconnectRoom";
@@ -104,23 +104,23 @@ export const connectionMachine = setup({
   },
   actors: {
     requestOpenIdToken: fromPromise<Sealed<OpenIDToken>, ActorInput>(async () => notProvided("requestOpenIdToken")),
-    requestSfuConfig: fromPromise<SfuCredentials, RequestSfuConfigInput>(async () => notProvided("requestSfuConfig")),
+    requestSFUConfig: fromPromise<SFUCredentials, RequestSFUConfigInput>(async () => notProvided("requestSFUConfig")),
     // A no-op rather than a throw: a callback actor that throws would crash the whole machine.
     watchRoom: fromCallback<EventObject, ActorInput>(() => {}),
     connectRoom: fromPromise<void, ConnectRoomInput>(async () => notProvided("connectRoom")),
     disconnectRoom: fromPromise<void, ActorInput>(async () => notProvided("disconnectRoom")),
   },
   actions: {
-    useExistingSfuConfig: assign({ sfuConfig: ({ context }) => context.existingSfuConfig }),
+    useExistingSFUConfig: assign({ sfuConfig: ({ context }) => context.existingSFUConfig }),
     storeOpenIdToken: assign({ openIdToken: (_, params: { token: Sealed<OpenIDToken> }) => params.token }),
-    storeSfuConfig: assign({ sfuConfig: (_, params: { config: SfuCredentials }) => params.config }),
+    storeSFUConfig: assign({ sfuConfig: (_, params: { config: SFUCredentials }) => params.config }),
     forgetOpenIdToken: assign({ openIdToken: undefined }),
     /** On entry to `Failed`: the error of the `xstate.error.actor.*` event that led there. */
     storeError: assign({ error: ({ event }) => (event as { error?: unknown }).error }),
     clearError: assign({ error: undefined }),
   },
   guards: {
-    hasExistingSfuConfig: ({ context }) => context.existingSfuConfig !== undefined,
+    hasExistingSFUConfig: ({ context }) => context.existingSFUConfig !== undefined,
     restartRequested: stateIn("#connection.Stopping.ThenStart"),
     disposalRequested: stateIn("#connection.Stopping.ThenDispose"),
     /** Whether the failure in an `xstate.error.actor.*` event is the CallError subclass named in params. */
@@ -136,7 +136,7 @@ export const connectionMachine = setup({
   initial: "Initialized",
   context: ({ input }) => ({
     deps: input.deps,
-    existingSfuConfig: input.existingSfuConfig,
+    existingSFUConfig: input.existingSFUConfig,
     openIdToken: undefined,
     sfuConfig: undefined,
     error: undefined,
@@ -155,7 +155,7 @@ export const connectionMachine = setup({
         "Where every run begins: with a known SFU config the room is connected at once, otherwise the config is fetched first.",
       entry: "clearError",
       always: [
-        { guard: "hasExistingSfuConfig", target: "Livekit", actions: "useExistingSfuConfig" },
+        { guard: "hasExistingSFUConfig", target: "Livekit", actions: "useExistingSFUConfig" },
         { target: "FetchingConfig" },
       ],
     },
@@ -177,22 +177,22 @@ export const connectionMachine = setup({
             src: "requestOpenIdToken",
             input: ({ context }) => ({ deps: context.deps }),
             onDone: {
-              target: "RequestingSfuConfig",
+              target: "RequestingSFUConfig",
               actions: { type: "storeOpenIdToken", params: ({ event }) => ({ token: event.output }) },
             },
             onError: { target: "#connection.Failed.OpenIdError" },
           },
         },
-        RequestingSfuConfig: {
+        RequestingSFUConfig: {
           description:
             "Trading the OpenID token at the auth service (POST /get_token, falling back to the legacy /sfu/get) for the SFU URL and JWT, with retries and a time limit.",
           invoke: {
-            id: "requestSfuConfig",
-            src: "requestSfuConfig",
+            id: "requestSFUConfig",
+            src: "requestSFUConfig",
             input: ({ context }) => ({ deps: context.deps, openIdToken: context.openIdToken! }),
             onDone: {
               target: "#connection.Livekit",
-              actions: { type: "storeSfuConfig", params: ({ event }) => ({ config: event.output }) },
+              actions: { type: "storeSFUConfig", params: ({ event }) => ({ config: event.output }) },
             },
             onError: { target: "#connection.Failed.OpenIdError" },
           },

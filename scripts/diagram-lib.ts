@@ -7,7 +7,7 @@
  *   (plain code-unit order), and the candidates of one event keep their priority order.
  * - A transition is labelled with its event, shortened for the xstate built-ins (`xstate.done.actor.X` → `done: X`,
  *   `xstate.error.actor.X` → `error: X`, `xstate.after.N.*` → `after Nms`, eventless → `always`), then its guard in
- *   brackets (`[hasExistingSfuConfig]`, `[errorIs InsufficientCapacityError]` for a parameterised guard, `[!a]`,
+ *   brackets (`[hasExistingSFUConfig]`, `[errorIs InsufficientCapacityError]` for a parameterised guard, `[!a]`,
  *   `[a && b]` for combinators). When an event has several candidates, an unguarded one is shown as `[else]`.
  *   `(reenter)` is appended for `reenter: true`.
  * - A targetless transition (actions only) is drawn as a self-loop on its source state, labelled

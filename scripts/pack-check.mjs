@@ -107,7 +107,7 @@ const CALL_ERRORS = [
   "SFURoomCreationRestrictedError",
   "UnknownCallError",
 ];
-const OTHER_ERRORS = ["PhaseTimeoutError", "SfuConfigError", "InsecureTransportError"];
+const OTHER_ERRORS = ["PhaseTimeoutError", "SFUConfigError", "InsecureTransportError"];
 
 const NAMES = {
   function: [
@@ -116,7 +116,7 @@ const NAMES = {
     "Connection",
     "getSFUConfigWithOpenID",
     "requestOpenIdToken",
-    "requestSfuConfig",
+    "requestSFUConfig",
     "decodeLivekitJwt",
     "connectionStateOf",
     "isCallError",

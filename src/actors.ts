@@ -4,15 +4,15 @@ import type {
   ActorInput,
   ConnectRoomInput,
   OpenIDToken,
-  RequestSfuConfigInput,
+  RequestSFUConfigInput,
   RoomConnectionState,
   RoomEvent,
-  SfuCredentials,
+  SFUCredentials,
 } from "../machines/connection.machine";
 import { FailToGetOpenIdToken, mapConnectError } from "./errors";
 import { describe } from "./retry";
 import { Secret, reveal, scrubSecrets } from "./secret";
-import { requestOpenIdToken, requestSfuConfig } from "./sfuConfig";
+import { requestOpenIdToken, requestSFUConfig } from "./sfuConfig";
 import type {
   CallMembershipIdentityParts,
   LivekitRoomLike,
@@ -103,11 +103,11 @@ export const connectionActors = {
     }
   }),
 
-  requestSfuConfig: fromPromise<SfuCredentials, RequestSfuConfigInput>(async ({ input, signal }) => {
+  requestSFUConfig: fromPromise<SFUCredentials, RequestSFUConfigInput>(async ({ input, signal }) => {
     try {
       const deps = connectionDepsOf(input);
       const config = await withinTime(signal, deps.timeouts.sfuConfigMs, "The SFU config request", (s) =>
-        requestSfuConfig(
+        requestSFUConfig(
           reveal(input.openIdToken),
           deps.ownMembershipIdentity,
           deps.transport.livekit_service_url,

@@ -6,7 +6,7 @@ import {
   type SnapshotFrom,
   type StateValue,
 } from "xstate";
-import { connectionMachine, type ConnectionMachine, type SfuCredentials } from "../machines/connection.machine";
+import { connectionMachine, type ConnectionMachine, type SFUCredentials } from "../machines/connection.machine";
 import { DEFAULT_TIMEOUTS, connectionActors, type ConnectionDeps } from "./actors";
 import { connectionStateOf } from "./connectionState";
 import { isCallError } from "./errors";
@@ -67,7 +67,7 @@ function checkRoom(room: Partial<LivekitRoomLike> | undefined): void {
 }
 
 /** A caller's SFU config, checked, with the JWT put away in a Secret. */
-function toSfuCredentials(config: SFUConfig, allowInsecureTransport: boolean): SfuCredentials {
+function toSFUCredentials(config: SFUConfig, allowInsecureTransport: boolean): SFUCredentials {
   checkTransportUrl(config.url, "existingSFUConfig.url", "http-or-ws", allowInsecureTransport);
   const decoded = decodeLivekitJwt(config.jwt);
   return {
@@ -80,7 +80,7 @@ function toSfuCredentials(config: SFUConfig, allowInsecureTransport: boolean): S
 
 /** Options checked once, before the room is made, and turned into what the machine takes. */
 export interface CheckedOptions {
-  existingSfuConfig: SfuCredentials | undefined;
+  existingSFUConfig: SFUCredentials | undefined;
   deps: Omit<ConnectionDeps, "room" | "logger">;
 }
 
@@ -99,7 +99,7 @@ export function checkConnectionOptions(o: Omit<ConnectionActorOptions, "room">):
   requireString(o.ownMembershipIdentity?.memberId, "ownMembershipIdentity.memberId");
   const allowInsecureTransport = o.allowInsecureTransport ?? false;
   return {
-    existingSfuConfig: o.existingSFUConfig && toSfuCredentials(o.existingSFUConfig, allowInsecureTransport),
+    existingSFUConfig: o.existingSFUConfig && toSFUCredentials(o.existingSFUConfig, allowInsecureTransport),
     deps: {
       client: o.client,
       transport: o.transport,
@@ -123,7 +123,7 @@ export function newConnectionActor(
   checkRoom(room);
   const deps: ConnectionDeps = { ...checked.deps, room, logger };
   return createActor(options.machine ?? liveMachine, {
-    input: { deps: new Secret(deps), existingSfuConfig: checked.existingSfuConfig },
+    input: { deps: new Secret(deps), existingSFUConfig: checked.existingSFUConfig },
     inspect: options.inspect,
   });
 }

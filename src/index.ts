@@ -7,10 +7,10 @@ export {
   type ConnectionMachineTag,
   type ActorInput,
   type ConnectRoomInput,
-  type RequestSfuConfigInput,
+  type RequestSFUConfigInput,
   type OpenIDToken,
   type RoomConnectionState,
-  type SfuCredentials,
+  type SFUCredentials,
 } from "../machines/connection.machine";
 export { createConnectionActor, type ConnectionActorOptions } from "./createConnectionActor";
 export { connectionActors, connectionDepsOf, PhaseTimeoutError, DEFAULT_TIMEOUTS, type ConnectionDeps } from "./actors";
@@ -34,14 +34,14 @@ export {
 export {
   CALL_SLOT_ID,
   InsecureTransportError,
-  SfuConfigError,
+  SFUConfigError,
   decodeLivekitJwt,
   getSFUConfigWithOpenID,
   requestOpenIdToken,
-  requestSfuConfig,
-  type GetSfuConfigOptions,
+  requestSFUConfig,
+  type GetSFUConfigOptions,
   type OpenIdRequestOptions,
-  type SfuConfigRequestOptions,
+  type SFUConfigRequestOptions,
 } from "./sfuConfig";
 export { DEFAULT_RETRY } from "./retry";
 export { Secret, reveal } from "./secret";

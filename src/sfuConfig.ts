@@ -17,8 +17,8 @@ export const CALL_SLOT_ID = "m.call#ROOM";
 const MAX_BODY_IN_ERROR = 300;
 
 /** A failure talking to the auth service: HTTP status, Matrix `errcode` and the start of the body. */
-export class SfuConfigError extends Error {
-  override readonly name = "SfuConfigError";
+export class SFUConfigError extends Error {
+  override readonly name = "SFUConfigError";
   readonly endpoint: string;
   readonly httpStatus?: number;
   readonly errcode?: string;
@@ -111,7 +111,7 @@ export function decodeLivekitJwt(jwt: unknown): { livekitAlias: string; livekitI
 }
 
 /** Checks `{url, jwt}` from the auth service or the caller and completes it to an SFUConfig. */
-export function toSfuConfig(body: unknown, allowInsecureTransport = false): SFUConfig {
+export function toSFUConfig(body: unknown, allowInsecureTransport = false): SFUConfig {
   if (typeof body !== "object" || body === null) throw new TypeError("the SFU config is not a JSON object");
   const { url, jwt } = body as { url?: unknown; jwt?: unknown };
   if (typeof url !== "string") throw new TypeError("the SFU config has no url");
@@ -164,7 +164,7 @@ export async function requestOpenIdToken(
   );
 }
 
-export interface SfuConfigRequestOptions {
+export interface SFUConfigRequestOptions {
   fetch?: typeof globalThis.fetch;
   retry?: RetryOptions;
   signal?: AbortSignal;
@@ -199,7 +199,7 @@ async function postJson(
     });
   } catch (e) {
     if (signal.aborted) throw signal.reason;
-    throw new SfuConfigError(`POST ${endpoint} failed: ${redact(describe(e), [secret])}`, { endpoint }, e);
+    throw new SFUConfigError(`POST ${endpoint} failed: ${redact(describe(e), [secret])}`, { endpoint }, e);
   }
   const text = redact(await res.text(), [secret]);
   let json: unknown = undefined;
@@ -215,7 +215,7 @@ async function postJson(
       retry_after_ms?: unknown;
     };
     const detail = typeof error === "string" ? error : text.slice(0, MAX_BODY_IN_ERROR);
-    throw new SfuConfigError(
+    throw new SFUConfigError(
       `POST ${endpoint} answered ${res.status}${typeof errcode === "string" ? ` ${errcode}` : ""}: ${detail}`,
       {
         endpoint,
@@ -230,7 +230,7 @@ async function postJson(
     );
   }
   if (json === undefined) {
-    throw new SfuConfigError(`POST ${endpoint} answered ${res.status} with a body that is not JSON`, {
+    throw new SFUConfigError(`POST ${endpoint} answered ${res.status} with a body that is not JSON`, {
       endpoint,
       httpStatus: res.status,
     });
@@ -241,15 +241,15 @@ async function postJson(
 /**
  * Trades an OpenID token for the SFU config at a MatrixRTC auth service (lk-jwt-service): `POST /get_token`,
  * and, if that fails in any way, the legacy `POST /sfu/get`. Once `/get_token` answered 404 or 405 later
- * attempts go straight to `/sfu/get`. Redirects are refused. Throws SfuConfigError, InsecureTransportError
+ * attempts go straight to `/sfu/get`. Redirects are refused. Throws SFUConfigError, InsecureTransportError
  * or TypeError.
  */
-export async function requestSfuConfig(
+export async function requestSFUConfig(
   openIdToken: OpenIDToken,
   membership: CallMembershipIdentityParts,
   serviceUrl: string,
   roomId: string,
-  options: SfuConfigRequestOptions = {},
+  options: SFUConfigRequestOptions = {},
 ): Promise<SFUConfig> {
   const signal = options.signal ?? new AbortController().signal;
   const logger = options.logger ?? silentLogger;
@@ -272,7 +272,7 @@ export async function requestSfuConfig(
       signal,
       secret,
     );
-    return toSfuConfig(body, options.allowInsecureTransport);
+    return toSFUConfig(body, options.allowInsecureTransport);
   };
   const viaLegacy = async (): Promise<SFUConfig> => {
     logger.debug(`POST ${endpoint("/sfu/get")}`);
@@ -283,7 +283,7 @@ export async function requestSfuConfig(
       signal,
       secret,
     );
-    return toSfuConfig(body, options.allowInsecureTransport);
+    return toSFUConfig(body, options.allowInsecureTransport);
   };
 
   // One attempt: /get_token, then /sfu/get if that failed. While /get_token exists (it did not answer 404 or
@@ -311,7 +311,7 @@ export async function requestSfuConfig(
   return withRetry("SFU config request", attempt, { retry: options.retry, signal, logger });
 }
 
-export type GetSfuConfigOptions = SfuConfigRequestOptions;
+export type GetSFUConfigOptions = SFUConfigRequestOptions;
 
 /**
  * The whole fetch: an OpenID token from the homeserver, then the SFU config from the auth service at
@@ -323,11 +323,11 @@ export async function getSFUConfigWithOpenID(
   membership: CallMembershipIdentityParts,
   serviceUrl: string,
   roomId: string,
-  options: GetSfuConfigOptions = {},
+  options: GetSFUConfigOptions = {},
 ): Promise<SFUConfig> {
   try {
     const token = await requestOpenIdToken(client, options);
-    return await requestSfuConfig(token, membership, serviceUrl, roomId, options);
+    return await requestSFUConfig(token, membership, serviceUrl, roomId, options);
   } catch (e) {
     throw new FailToGetOpenIdToken(e);
   }

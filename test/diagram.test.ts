@@ -117,7 +117,7 @@ describe("state machine diagram (docs/connection-machine.*)", () => {
       "connection.Livekit --> connection.Failed.InsufficientCapacity : error: connectRoom [errorIs InsufficientCapacityError]",
     );
     expect(mermaid).toContain(
-      "connection.FetchingConfig.RequestingSfuConfig --> connection.Livekit : done: requestSfuConfig",
+      "connection.FetchingConfig.RequestingSFUConfig --> connection.Livekit : done: requestSFUConfig",
     );
     expect(mermaid).not.toMatch(/xstate\.(done|error)\.actor/);
   });
@@ -153,7 +153,7 @@ describe("diagram labels", () => {
 
   it("renders named, parameterised, combined and inline guards", () => {
     expect(guardLabel(undefined)).toBeUndefined();
-    expect(guardLabel("hasExistingSfuConfig")).toBe("hasExistingSfuConfig");
+    expect(guardLabel("hasExistingSFUConfig")).toBe("hasExistingSFUConfig");
     expect(guardLabel({ type: "errorIs", params: { name: "InsufficientCapacityError" } })).toBe(
       "errorIs InsufficientCapacityError",
     );

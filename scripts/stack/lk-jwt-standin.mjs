@@ -316,7 +316,7 @@ async function getTokenFromNewShape(req) {
   return { url: cfg.lkUrl, jwt };
 }
 
-async function handleSfuGet(body) {
+async function handleSFUGet(body) {
   let req;
   try {
     req = JSON.parse(body);
@@ -365,7 +365,7 @@ const server = http.createServer((req, res) => {
     res.writeHead(405);
     return res.end();
   }
-  const route = { "/get_token": handleGetToken, "/sfu/get": handleSfuGet }[path];
+  const route = { "/get_token": handleGetToken, "/sfu/get": handleSFUGet }[path];
   if (!route) {
     res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
     return res.end("404 page not found\n");

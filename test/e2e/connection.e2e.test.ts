@@ -77,7 +77,7 @@ async function connect(u: UserPage, roomId: string, test: string): Promise<{ c: 
 }
 
 /** Polls LiveKit until it lists exactly `identities` in `alias`; returns how long that took. */
-async function expectSfuParticipants(alias: string, identities: string[], variant: Variant = "main"): Promise<number> {
+async function expectSFUParticipants(alias: string, identities: string[], variant: Variant = "main"): Promise<number> {
   const want = [...identities].sort();
   const r = await pollUntil(
     () => e2e.sfuParticipants(alias, variant),
@@ -121,11 +121,11 @@ describe("Connection in Chromium against a real LiveKit", () => {
     // Alice's identity list went [] → [bob] → [] and nothing else.
     expect(ra.participants.map((p) => p.identities)).toEqual([[], [idb], []]);
     await b.c.waitForParticipants([]);
-    await expectSfuParticipants(alias, [idb]);
+    await expectSFUParticipants(alias, [idb]);
 
     await b.c.stop();
     expect(stateNames(await b.c.recording())).toEqual([...HAPPY, "Stopped"]);
-    await expectSfuParticipants(alias, []);
+    await expectSFUParticipants(alias, []);
   });
 
   scenario("a2. media over loopback: a fake camera and microphone reach the SFU and the other user", async () => {
@@ -152,7 +152,7 @@ describe("Connection in Chromium against a real LiveKit", () => {
     await a.c.stop();
     await b.c.stop();
     expect(stateNames(await a.c.recording())).toEqual([...HAPPY, "Stopped"]);
-    await expectSfuParticipants(alias, []);
+    await expectSFUParticipants(alias, []);
   });
 
   describe("b. stop during connecting", () => {
@@ -170,7 +170,7 @@ describe("Connection in Chromium against a real LiveKit", () => {
       await new Promise((r) => setTimeout(r, 1500));
       expect(stateNames(await c.recording()).at(-1)).toBe("Stopped");
       expect((await c.recording()).roomState).toBe("disconnected");
-      await expectSfuParticipants(rec.livekitAlias!, []);
+      await expectSFUParticipants(rec.livekitAlias!, []);
     });
 
     scenario(
@@ -186,7 +186,7 @@ describe("Connection in Chromium against a real LiveKit", () => {
         expect(rec.stops[0]?.stateAtCall).toBe("connecting");
         await new Promise((r) => setTimeout(r, 1500));
         expect(stateNames(await c.recording()).at(-1)).toBe("Stopped");
-        const ms = await expectSfuParticipants(rec.livekitAlias!, []);
+        const ms = await expectSFUParticipants(rec.livekitAlias!, []);
         console.log(`b2: LiveKit listed nobody ${ms} ms after the check began (1.5 s after Stopped)`);
       },
     );
@@ -221,7 +221,7 @@ describe("Connection in Chromium against a real LiveKit", () => {
     expect(await c.start()).toEqual({ outcome: "resolved" });
     await c.stop();
     const alias = (await c.recording()).livekitAlias!;
-    await expectSfuParticipants(alias, []);
+    await expectSFUParticipants(alias, []);
     expect(await c.start()).toEqual({ outcome: "resolved" });
     const rec = await c.recording();
     expect(stateNames(rec)).toEqual([...HAPPY, "Stopped", ...HAPPY.slice(1)]);
@@ -231,7 +231,7 @@ describe("Connection in Chromium against a real LiveKit", () => {
     expect(await e2e.sfuParticipants(alias)).toEqual([rec.localIdentity]);
     await c.stop();
     expect(stateNames(await c.recording()).at(-1)).toBe("Stopped");
-    await expectSfuParticipants(alias, []);
+    await expectSFUParticipants(alias, []);
   });
 
   describe("e. FailToGetOpenIdToken", () => {
@@ -253,7 +253,7 @@ describe("Connection in Chromium against a real LiveKit", () => {
       // v0.5.0 answers 401. See README.md.)
       const cause = (rec.states.at(-1) as { cause?: string }).cause;
       expect(cause).toMatch(
-        /^SfuConfigError\(httpStatus=401\): POST http:\/\/127\.0\.0\.1:\d+\/get_token answered 401 M_UNAUTHORIZED/,
+        /^SFUConfigError\(httpStatus=401\): POST http:\/\/127\.0\.0\.1:\d+\/get_token answered 401 M_UNAUTHORIZED/,
       );
       expect(rec.starts[0]!.settledAt! - rec.starts[0]!.calledAt).toBeLessThan(5_000);
       expect(rec.livekitAlias).toBeUndefined();
@@ -272,7 +272,7 @@ describe("Connection in Chromium against a real LiveKit", () => {
       expect(stateNames(rec)).toEqual(OPENID_FAILED);
       // Chromium's fetch to a closed port: "TypeError: Failed to fetch", retried once, then given up.
       expect((rec.states.at(-1) as { cause?: string }).cause).toMatch(
-        /^SfuConfigError: POST http:\/\/127\.0\.0\.1:\d+\/get_token failed: TypeError: Failed to fetch/,
+        /^SFUConfigError: POST http:\/\/127\.0\.0\.1:\d+\/get_token failed: TypeError: Failed to fetch/,
       );
     });
 
@@ -596,7 +596,7 @@ describe("Connection in Chromium against a real LiveKit", () => {
       expect((await second.recording()).roomState).toBe("connected");
       await second.stop();
       expect(stateNames(await second.recording())).toEqual([...HAPPY, "Stopped"]);
-      await expectSfuParticipants(alias, []);
+      await expectSFUParticipants(alias, []);
       console.log(`i: the first connection showed disconnected ${kicked.elapsedMs} ms after the second connected`);
     },
   );

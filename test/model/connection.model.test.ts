@@ -59,14 +59,14 @@ function reply(res: ServerResponse, respond: (req: RecordedRequest, res: ServerR
   respond(undefined as never, res);
 }
 
-function create(withSfuConfig: boolean): void {
+function create(withSFUConfig: boolean): void {
   disposeConnection = new AbortController();
   h = makeConnection(server, {
     signal: disposeConnection.signal,
     retry: { maxAttempts: 1, initialDelayMs: 1 },
     timeouts: { openIdTokenMs: PHASE_TIMEOUT_MS, sfuConfigMs: PHASE_TIMEOUT_MS, disconnectMs: STEP_TIMEOUT_MS },
     inspect: record,
-    existingSFUConfig: withSfuConfig
+    existingSFUConfig: withSFUConfig
       ? { url: "wss://sfu.example.org", jwt: makeLivekitJwt(), livekitAlias: "AliasOfTheRoom", livekitIdentity: "me" }
       : undefined,
   });
@@ -165,8 +165,8 @@ const expectations: Record<ModelState, Expectation> = {
     state$: ConnectionState.FetchingConfig,
     ready: waitingFor(OPENID_PATH),
   },
-  RequestingSfuConfig: {
-    value: { FetchingConfig: "RequestingSfuConfig" },
+  RequestingSFUConfig: {
+    value: { FetchingConfig: "RequestingSFUConfig" },
     state$: ConnectionState.FetchingConfig,
     ready: waitingFor(GET_TOKEN_PATH),
   },

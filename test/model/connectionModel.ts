@@ -33,7 +33,7 @@ export const connectionModel = createMachine({
     },
     RequestingOpenIdToken: {
       on: {
-        OPENID_OK: "RequestingSfuConfig",
+        OPENID_OK: "RequestingSFUConfig",
         OPENID_FAIL: "Failed_OpenIdError",
         OPENID_TIMEOUT: "Failed_OpenIdError",
         START: "RequestingOpenIdToken",
@@ -41,12 +41,12 @@ export const connectionModel = createMachine({
         DISPOSE: "Disposed",
       },
     },
-    RequestingSfuConfig: {
+    RequestingSFUConfig: {
       on: {
         SFU_CONFIG_OK: "LkDisconnected",
         SFU_CONFIG_FAIL: "Failed_OpenIdError",
         SFU_CONFIG_TIMEOUT: "Failed_OpenIdError",
-        START: "RequestingSfuConfig",
+        START: "RequestingSFUConfig",
         STOP: "Stopped",
       },
     },

@@ -57,7 +57,7 @@ describe("createConnectionActor", () => {
     expect(logger.lines.filter((l) => l.startsWith("info state "))).toEqual([
       "info state Initialized",
       "info state FetchingConfig.RequestingOpenIdToken",
-      "info state FetchingConfig.RequestingSfuConfig",
+      "info state FetchingConfig.RequestingSFUConfig",
       "info state Livekit.disconnected",
       "info state Livekit.connecting",
       "info state Livekit.connected",

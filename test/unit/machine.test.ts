@@ -33,7 +33,7 @@ describe("the bare connectionMachine (no actors provided)", () => {
       "connectRoom",
       "disconnectRoom",
       "requestOpenIdToken",
-      "requestSfuConfig",
+      "requestSFUConfig",
       "watchRoom",
     ]);
     for (const i of invokes) expect(i.src).toBe(i.id);

@@ -1,11 +1,11 @@
 import {
   FailToGetOpenIdToken,
   InsecureTransportError,
-  SfuConfigError,
+  SFUConfigError,
   decodeLivekitJwt,
   getSFUConfigWithOpenID,
   requestOpenIdToken,
-  requestSfuConfig,
+  requestSFUConfig,
 } from "../../src";
 import {
   DEVICE_ID,
@@ -45,7 +45,7 @@ function gaps(times: number[]): number[] {
 describe("the SFU config request", () => {
   test("POSTs the MatrixRTC /get_token body and returns the config with alias and identity from the JWT", async () => {
     server.always(GET_TOKEN_PATH, answer.sfuConfig);
-    const config = await requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID);
+    const config = await requestSFUConfig(openIdToken(), membership, serviceUrl, ROOM_ID);
     expect(config).toEqual({
       url: SFU_URL,
       jwt: JWT,
@@ -65,7 +65,7 @@ describe("the SFU config request", () => {
 
   test("falls back to the legacy /sfu/get with its own body when /get_token fails", async () => {
     server.always(GET_TOKEN_PATH, answer.status(500)).always(SFU_GET_PATH, answer.sfuConfig);
-    const config = await requestSfuConfig(openIdToken(), membership, serviceUrl + "/", ROOM_ID);
+    const config = await requestSFUConfig(openIdToken(), membership, serviceUrl + "/", ROOM_ID);
     expect(config.url).toBe(SFU_URL);
     expect(server.to(SFU_GET_PATH)[0]!.json).toEqual({
       room: ROOM_ID,
@@ -77,7 +77,7 @@ describe("the SFU config request", () => {
   test("a /get_token 404 sends later attempts straight to /sfu/get", async () => {
     server.always(GET_TOKEN_PATH, answer.status(404, "M_UNRECOGNIZED")).always(SFU_GET_PATH, answer.status(502));
     await expect(
-      requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, {
+      requestSFUConfig(openIdToken(), membership, serviceUrl, ROOM_ID, {
         retry: { maxAttempts: 3, initialDelayMs: 1 },
       }),
     ).rejects.toMatchObject({ httpStatus: 502 });
@@ -87,10 +87,10 @@ describe("the SFU config request", () => {
 
   test("retries server errors with doubling delays, up to maxAttempts", async () => {
     server.always(GET_TOKEN_PATH, answer.status(503)).always(SFU_GET_PATH, answer.status(503));
-    const error = await requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { retry: fastRetry }).catch(
+    const error = await requestSFUConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { retry: fastRetry }).catch(
       (e: unknown) => e,
     );
-    expect(error).toBeInstanceOf(SfuConfigError);
+    expect(error).toBeInstanceOf(SFUConfigError);
     // /get_token exists (it did not answer 404), so its failure is the one reported.
     expect(error).toMatchObject({ httpStatus: 503, errcode: "M_UNKNOWN", endpoint: serviceUrl + "/get_token" });
     expect(server.to(SFU_GET_PATH)).toHaveLength(5);
@@ -107,7 +107,7 @@ describe("the SFU config request", () => {
       .once(GET_TOKEN_PATH, answer.status(429, "M_LIMIT_EXCEEDED", { retry_after_ms: 10 }, { "Retry-After": "1" }))
       .once(SFU_GET_PATH, answer.status(502))
       .always(GET_TOKEN_PATH, answer.sfuConfig);
-    await requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { retry: fastRetry });
+    await requestSFUConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { retry: fastRetry });
     const [first, second] = server.to(GET_TOKEN_PATH);
     expect(second!.at - first!.at).toBeGreaterThanOrEqual(995);
   });
@@ -117,7 +117,7 @@ describe("the SFU config request", () => {
       .once(GET_TOKEN_PATH, answer.status(429, "M_LIMIT_EXCEEDED", { retry_after_ms: 150 }))
       .once(SFU_GET_PATH, answer.status(502))
       .always(GET_TOKEN_PATH, answer.sfuConfig);
-    await requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { retry: fastRetry });
+    await requestSFUConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { retry: fastRetry });
     const [first, second] = server.to(GET_TOKEN_PATH);
     expect(second!.at - first!.at).toBeGreaterThanOrEqual(145);
   });
@@ -127,7 +127,7 @@ describe("the SFU config request", () => {
       .always(GET_TOKEN_PATH, answer.status(401, "M_UNAUTHORIZED"))
       .always(SFU_GET_PATH, answer.status(400, "M_BAD_JSON"));
     await expect(
-      requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { retry: fastRetry }),
+      requestSFUConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { retry: fastRetry }),
     ).rejects.toMatchObject({
       httpStatus: 401,
       errcode: "M_UNAUTHORIZED",
@@ -139,7 +139,7 @@ describe("the SFU config request", () => {
   test("aborting stops the request: the server sees the connection close", async () => {
     server.always(GET_TOKEN_PATH, hang);
     const controller = new AbortController();
-    const pending = requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { signal: controller.signal });
+    const pending = requestSFUConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { signal: controller.signal });
     while (server.requests.length === 0) await new Promise((r) => setTimeout(r, 2));
     const closed = server.nextAbort();
     controller.abort(new DOMException("stopped", "AbortError"));
@@ -152,10 +152,10 @@ describe("the SFU config request", () => {
     const down = await LoopbackServer.start();
     const url = down.url + SERVICE_PATH;
     await down.close(); // nothing listens there any more
-    const error = await requestSfuConfig(openIdToken(), membership, url, ROOM_ID, {
+    const error = await requestSFUConfig(openIdToken(), membership, url, ROOM_ID, {
       retry: { maxAttempts: 2, initialDelayMs: 1 },
     }).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(SfuConfigError);
+    expect(error).toBeInstanceOf(SFUConfigError);
     expect((error as Error).message).toMatch(/^POST http:\/\/127\.0\.0\.1:\d+\/livekit\/jwt\/get_token failed/);
     expect((error as Error).cause).toBeDefined();
   });
@@ -164,7 +164,7 @@ describe("the SFU config request", () => {
     const html = (_: unknown, res: { end(body: string): void }) => res.end("<html>");
     server.always(GET_TOKEN_PATH, html).always(SFU_GET_PATH, html);
     await expect(
-      requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { retry: { maxAttempts: 1 } }),
+      requestSFUConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { retry: { maxAttempts: 1 } }),
     ).rejects.toThrow(/not JSON/);
   });
 
@@ -179,7 +179,7 @@ describe("the SFU config request", () => {
       .always(GET_TOKEN_PATH, (_, res) => sendJson(res, 200, body))
       .always(SFU_GET_PATH, (_, res) => sendJson(res, 200, body));
     await expect(
-      requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { retry: fastRetry }),
+      requestSFUConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { retry: fastRetry }),
     ).rejects.toThrow(message);
     expect(server.to(SFU_GET_PATH)).toHaveLength(1); // malformed answers are not retried
   });
@@ -187,10 +187,10 @@ describe("the SFU config request", () => {
   test("a ws: SFU on another host is refused unless allowInsecureTransport is set; loopback is fine", async () => {
     server.always(GET_TOKEN_PATH, (_, res) => sendJson(res, 200, { url: "ws://sfu.example.org:7880", jwt: JWT }));
     server.always(SFU_GET_PATH, (_, res) => sendJson(res, 200, { url: "ws://sfu.example.org:7880", jwt: JWT }));
-    await expect(requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID)).rejects.toBeInstanceOf(
+    await expect(requestSFUConfig(openIdToken(), membership, serviceUrl, ROOM_ID)).rejects.toBeInstanceOf(
       InsecureTransportError,
     );
-    const allowed = await requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, {
+    const allowed = await requestSFUConfig(openIdToken(), membership, serviceUrl, ROOM_ID, {
       allowInsecureTransport: true,
     });
     expect(allowed.url).toBe("ws://sfu.example.org:7880");
@@ -203,10 +203,10 @@ describe("the SFU config request", () => {
       res.end();
     };
     server.always(GET_TOKEN_PATH, redirect).always(SFU_GET_PATH, redirect);
-    const error = await requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, {
+    const error = await requestSFUConfig(openIdToken(), membership, serviceUrl, ROOM_ID, {
       retry: { maxAttempts: 1 },
     }).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(SfuConfigError);
+    expect(error).toBeInstanceOf(SFUConfigError);
     expect(elsewhere.requests).toHaveLength(0);
     await elsewhere.close();
   });
@@ -214,9 +214,9 @@ describe("the SFU config request", () => {
   test("an error body that echoes the access token is redacted in the error", async () => {
     const echo: Handler = (_, res) => sendJson(res, 500, { errcode: "M_UNKNOWN", error: `bad token ${ACCESS_TOKEN}` });
     server.always(GET_TOKEN_PATH, echo).always(SFU_GET_PATH, echo);
-    const error = (await requestSfuConfig(openIdToken(), membership, serviceUrl, ROOM_ID, {
+    const error = (await requestSFUConfig(openIdToken(), membership, serviceUrl, ROOM_ID, {
       retry: { maxAttempts: 1 },
-    }).catch((e: unknown) => e)) as SfuConfigError;
+    }).catch((e: unknown) => e)) as SFUConfigError;
     expect(error.message).toContain("bad token [redacted]");
     expect(JSON.stringify({ ...error, message: error.message })).not.toContain(ACCESS_TOKEN);
   });
