@@ -12,7 +12,8 @@ import type {
 import { FailToGetOpenIdToken, mapConnectError } from "./errors";
 import { describe } from "./retry";
 import { Secret, reveal, scrubSecrets } from "./secret";
-import { requestOpenIdToken, requestSFUConfig } from "./sfuConfig";
+import { requestSFUConfig } from "./authService";
+import { requestOpenIdToken } from "./openId";
 import type {
   CallMembershipIdentityParts,
   LivekitRoomLike,

@@ -12,7 +12,7 @@ import { connectionStateOf } from "./connectionState";
 import { isCallError } from "./errors";
 import { silentLogger } from "./logger";
 import { Secret } from "./secret";
-import { checkTransportUrl, decodeLivekitJwt } from "./sfuConfig";
+import { checkSFUConfig } from "./sfuConfig";
 import type {
   CallMembershipIdentityParts,
   LivekitRoomLike,
@@ -68,14 +68,8 @@ function checkRoom(room: Partial<LivekitRoomLike> | undefined): void {
 
 /** A caller's SFU config, checked, with the JWT put away in a Secret. */
 function toSFUCredentials(config: SFUConfig, allowInsecureTransport: boolean): SFUCredentials {
-  checkTransportUrl(config.url, "existingSFUConfig.url", "http-or-ws", allowInsecureTransport);
-  const decoded = decodeLivekitJwt(config.jwt);
-  return {
-    url: config.url,
-    jwt: new Secret(config.jwt),
-    livekitAlias: config.livekitAlias || decoded.livekitAlias,
-    livekitIdentity: config.livekitIdentity || decoded.livekitIdentity,
-  };
+  const checked = checkSFUConfig(config, "existingSFUConfig", allowInsecureTransport);
+  return { ...checked, jwt: new Secret(checked.jwt) };
 }
 
 /** Options checked once, before the room is made, and turned into what the machine takes. */

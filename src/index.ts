@@ -33,16 +33,15 @@ export {
 } from "./errors";
 export {
   CALL_SLOT_ID,
-  InsecureTransportError,
   SFUConfigError,
-  decodeLivekitJwt,
   getSFUConfigWithOpenID,
-  requestOpenIdToken,
   requestSFUConfig,
   type GetSFUConfigOptions,
-  type OpenIdRequestOptions,
   type SFUConfigRequestOptions,
-} from "./sfuConfig";
+} from "./authService";
+export { decodeLivekitJwt } from "./livekitJwt";
+export { requestOpenIdToken, type OpenIdRequestOptions } from "./openId";
+export { InsecureTransportError } from "./transportUrl";
 export { DEFAULT_RETRY } from "./retry";
 export { Secret, reveal } from "./secret";
 export type {

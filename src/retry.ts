@@ -25,17 +25,25 @@ function retryAfterOf(e: ErrorWithRetryHints): number | undefined {
 }
 
 /**
- * How long to wait before attempt `attempt + 1` (0-based `attempt` just failed), or -1 to give up:
- * 4xx other than 429, aborts and malformed input are final; a 429's Retry-After / `retry_after_ms` wins over the backoff.
+ * Whether asking again may help, by matrix-js-sdk's rules (`calculateRetryBackoff`): not after bad input or a
+ * malformed answer (a TypeError, such as InsecureTransportError), an abort, or an HTTP 4xx other than 429.
+ * (An abort or time-out of the phase itself ends the retries before this is asked.)
+ */
+export function shouldRetry(error: unknown): boolean {
+  if (error instanceof TypeError) return false;
+  const e = (typeof error === "object" && error !== null ? error : {}) as ErrorWithRetryHints;
+  if (e.name === "AbortError") return false;
+  const status = e.httpStatus;
+  return !(typeof status === "number" && status >= 400 && status < 500 && status !== 429);
+}
+
+/**
+ * How long to wait before attempt `attempt + 1` (0-based `attempt` just failed): a 429's Retry-After /
+ * `retry_after_ms`, or else `initialDelayMs` doubled per attempt.
  */
 export function retryDelayMs(error: unknown, attempt: number, initialDelayMs: number): number {
   const e = (typeof error === "object" && error !== null ? error : {}) as ErrorWithRetryHints;
-  // Aborts and time-outs end the phase; TypeError and InsecureTransportError mean bad input or a malformed
-  // answer, which asking again will not mend.
-  if (["AbortError", "TimeoutError", "TypeError", "InsecureTransportError"].includes(e.name ?? "")) return -1;
-  const status = e.httpStatus;
-  if (typeof status === "number" && status >= 400 && status < 500 && status !== 429) return -1;
-  if (status === 429) {
+  if (e.httpStatus === 429) {
     const hinted = retryAfterOf(e);
     if (hinted !== undefined && hinted >= 0) return hinted;
   }
@@ -90,8 +98,8 @@ export async function withRetry<T>(
       return await operation(attempt);
     } catch (e) {
       if (options.signal.aborted) throw options.signal.reason;
+      if (!shouldRetry(e) || attempt + 1 >= maxAttempts) throw e;
       const delay = retryDelayMs(e, attempt, initialDelayMs);
-      if (delay < 0 || attempt + 1 >= maxAttempts) throw e;
       options.logger.info(
         `${what} failed (attempt ${attempt + 1} of ${maxAttempts}: ${describe(e)}); retrying in ${delay} ms`,
       );

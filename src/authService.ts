@@ -1,0 +1,216 @@
+/**
+ * The MatrixRTC auth service (lk-jwt-service) client: `POST /get_token`, falling back to the legacy `/sfu/get`,
+ * with matrix-js-sdk's retry policy; and the whole fetch, OpenID token first.
+ */
+import { FailToGetOpenIdToken } from "./errors";
+import { silentLogger } from "./logger";
+import { requestOpenIdToken } from "./openId";
+import { describe, withRetry } from "./retry";
+import { redact } from "./secret";
+import { checkSFUConfig } from "./sfuConfig";
+import { checkTransportUrl } from "./transportUrl";
+import type {
+  CallMembershipIdentityParts,
+  Logger,
+  OpenIDClientParts,
+  OpenIDToken,
+  RetryOptions,
+  SFUConfig,
+} from "./types";
+
+/** The slot every MatrixRTC call uses today (MSC4143). */
+export const CALL_SLOT_ID = "m.call#ROOM";
+
+const MAX_BODY_IN_ERROR = 300;
+
+/** A failure talking to the auth service: HTTP status, Matrix `errcode` and the start of the body. */
+export class SFUConfigError extends Error {
+  override readonly name = "SFUConfigError";
+  readonly endpoint: string;
+  readonly httpStatus?: number;
+  readonly errcode?: string;
+  readonly body?: string;
+  readonly retryAfterMs?: number;
+
+  constructor(
+    message: string,
+    details: { endpoint: string; httpStatus?: number; errcode?: string; body?: string; retryAfterMs?: number },
+    cause?: unknown,
+  ) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.endpoint = details.endpoint;
+    this.httpStatus = details.httpStatus;
+    this.errcode = details.errcode;
+    this.body = details.body;
+    this.retryAfterMs = details.retryAfterMs;
+  }
+}
+
+export interface SFUConfigRequestOptions {
+  fetch?: typeof globalThis.fetch;
+  retry?: RetryOptions;
+  signal?: AbortSignal;
+  logger?: Logger;
+  allowInsecureTransport?: boolean;
+}
+
+/** Retry-After as matrix-js-sdk reads it: whole seconds or an HTTP date. */
+function retryAfterHeaderMs(value: string | null): number | undefined {
+  if (value === null) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
+
+async function postJson(
+  fetchFn: typeof globalThis.fetch,
+  endpoint: string,
+  body: unknown,
+  signal: AbortSignal,
+  secret: string,
+): Promise<unknown> {
+  let res: Response;
+  try {
+    res = await fetchFn(endpoint, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify(body),
+      signal,
+      // A redirect would re-send the OpenID token to a place checkTransportUrl never saw.
+      redirect: "error",
+    });
+  } catch (e) {
+    if (signal.aborted) throw signal.reason;
+    throw new SFUConfigError(`POST ${endpoint} failed: ${redact(describe(e), [secret])}`, { endpoint }, e);
+  }
+  const text = redact(await res.text(), [secret]);
+  let json: unknown = undefined;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // handled below
+  }
+  if (!res.ok) {
+    const { errcode, error, retry_after_ms } = (typeof json === "object" && json !== null ? json : {}) as {
+      errcode?: unknown;
+      error?: unknown;
+      retry_after_ms?: unknown;
+    };
+    const detail = typeof error === "string" ? error : text.slice(0, MAX_BODY_IN_ERROR);
+    throw new SFUConfigError(
+      `POST ${endpoint} answered ${res.status}${typeof errcode === "string" ? ` ${errcode}` : ""}: ${detail}`,
+      {
+        endpoint,
+        httpStatus: res.status,
+        errcode: typeof errcode === "string" ? errcode : undefined,
+        body: text.slice(0, MAX_BODY_IN_ERROR),
+        // The header wins; the body's retry_after_ms is the deprecated fallback (as in matrix-js-sdk).
+        retryAfterMs:
+          retryAfterHeaderMs(res.headers.get("Retry-After")) ??
+          (typeof retry_after_ms === "number" ? retry_after_ms : undefined),
+      },
+    );
+  }
+  if (json === undefined) {
+    throw new SFUConfigError(`POST ${endpoint} answered ${res.status} with a body that is not JSON`, {
+      endpoint,
+      httpStatus: res.status,
+    });
+  }
+  return json;
+}
+
+/**
+ * Trades an OpenID token for the SFU config at a MatrixRTC auth service (lk-jwt-service): `POST /get_token`,
+ * and, if that fails in any way, the legacy `POST /sfu/get`. Once `/get_token` answered 404 or 405 later
+ * attempts go straight to `/sfu/get`. Redirects are refused. Throws SFUConfigError, InsecureTransportError
+ * or TypeError.
+ */
+export async function requestSFUConfig(
+  openIdToken: OpenIDToken,
+  membership: CallMembershipIdentityParts,
+  serviceUrl: string,
+  roomId: string,
+  options: SFUConfigRequestOptions = {},
+): Promise<SFUConfig> {
+  const signal = options.signal ?? new AbortController().signal;
+  const logger = options.logger ?? silentLogger;
+  const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
+  const base = checkTransportUrl(serviceUrl, "The auth service URL", "http", options.allowInsecureTransport).href;
+  const endpoint = (path: string): string => base.replace(/\/+$/, "") + path;
+  const secret = openIdToken.access_token;
+
+  const viaGetToken = async (): Promise<SFUConfig> => {
+    logger.debug(`POST ${endpoint("/get_token")}`);
+    const body = await postJson(
+      fetchFn,
+      endpoint("/get_token"),
+      {
+        room_id: roomId,
+        slot_id: CALL_SLOT_ID,
+        openid_token: openIdToken,
+        member: { id: membership.memberId, claimed_user_id: membership.userId, claimed_device_id: membership.deviceId },
+      },
+      signal,
+      secret,
+    );
+    return checkSFUConfig(body, "the answer of /get_token", options.allowInsecureTransport ?? false);
+  };
+  const viaLegacy = async (): Promise<SFUConfig> => {
+    logger.debug(`POST ${endpoint("/sfu/get")}`);
+    const body = await postJson(
+      fetchFn,
+      endpoint("/sfu/get"),
+      { room: roomId, openid_token: openIdToken, device_id: membership.deviceId },
+      signal,
+      secret,
+    );
+    return checkSFUConfig(body, "the answer of /sfu/get", options.allowInsecureTransport ?? false);
+  };
+
+  // One attempt: /get_token, then /sfu/get if that failed. While /get_token exists (it did not answer 404 or
+  // 405), its failure is the one that decides about retrying and is reported; the legacy one is logged.
+  let newEndpointMissing = false;
+  const attempt = async (): Promise<SFUConfig> => {
+    if (newEndpointMissing) return viaLegacy();
+    try {
+      return await viaGetToken();
+    } catch (primary) {
+      if (signal.aborted) throw signal.reason;
+      const status = (primary as { httpStatus?: number }).httpStatus;
+      newEndpointMissing = status === 404 || status === 405;
+      logger.debug(`/get_token failed (${describe(primary)}); trying the legacy /sfu/get`);
+      try {
+        return await viaLegacy();
+      } catch (legacy) {
+        if (newEndpointMissing || signal.aborted) throw legacy;
+        logger.debug(`/sfu/get failed too (${describe(legacy)})`);
+        throw primary;
+      }
+    }
+  };
+
+  return withRetry("SFU config request", attempt, { retry: options.retry, signal, logger });
+}
+
+export type GetSFUConfigOptions = SFUConfigRequestOptions;
+
+/**
+ * The whole fetch: an OpenID token from the homeserver, then the SFU config from the auth service at
+ * `serviceUrl` for the Matrix room `roomId`. Every failure is a `FailToGetOpenIdToken` whose `cause` says what
+ * went wrong.
+ */
+export async function getSFUConfigWithOpenID(
+  client: OpenIDClientParts,
+  membership: CallMembershipIdentityParts,
+  serviceUrl: string,
+  roomId: string,
+  options: GetSFUConfigOptions = {},
+): Promise<SFUConfig> {
+  try {
+    const token = await requestOpenIdToken(client, options);
+    return await requestSFUConfig(token, membership, serviceUrl, roomId, options);
+  } catch (e) {
+    throw new FailToGetOpenIdToken(e);
+  }
+}

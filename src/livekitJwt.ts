@@ -1,0 +1,35 @@
+/** Reading a LiveKit JWT: its payload only; the signature is the SFU's to check. */
+
+const utf8 = /* @__PURE__ */ new TextDecoder("utf-8", { fatal: true });
+
+function base64UrlDecode(segment: string): string {
+  if (!/^[A-Za-z0-9_-]*$/.test(segment)) throw new TypeError("not base64url");
+  const b64 = segment.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - (segment.length % 4)) % 4);
+  const binary = atob(b64);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return utf8.decode(bytes);
+}
+
+/**
+ * Reads the LiveKit room alias (`video.room`) and identity (`sub`) from a JWT's payload. The signature is
+ * not checked: the SFU does that. Errors never quote the token.
+ */
+export function decodeLivekitJwt(jwt: unknown): { livekitAlias: string; livekitIdentity: string } {
+  if (typeof jwt !== "string") throw new TypeError("the JWT is not a string");
+  const parts = jwt.split(".");
+  if (parts.length !== 3 || parts.some((p) => p.length === 0)) {
+    throw new TypeError(`the JWT does not have three non-empty parts (it has ${parts.length})`);
+  }
+  let payload: { sub?: unknown; video?: { room?: unknown } };
+  try {
+    payload = JSON.parse(base64UrlDecode(parts[1]!)) as typeof payload;
+  } catch {
+    throw new TypeError("the JWT payload is not base64url-encoded JSON");
+  }
+  if (typeof payload !== "object" || payload === null) throw new TypeError("the JWT payload is not an object");
+  const room = payload.video?.room;
+  if (typeof room !== "string" || room === "") throw new TypeError("the JWT grants no LiveKit room (video.room)");
+  if (typeof payload.sub !== "string" || payload.sub === "") throw new TypeError("the JWT has no subject (sub)");
+  return { livekitAlias: room, livekitIdentity: payload.sub };
+}

@@ -1,0 +1,48 @@
+import { silentLogger } from "./logger";
+import { abortable, withRetry } from "./retry";
+import type { Logger, OpenIDClientParts, OpenIDToken, RetryOptions } from "./types";
+
+function checkOpenIdToken(token: unknown): OpenIDToken {
+  const t = token as Partial<OpenIDToken> | null;
+  if (
+    typeof t !== "object" ||
+    t === null ||
+    typeof t.access_token !== "string" ||
+    t.access_token === "" ||
+    typeof t.matrix_server_name !== "string" ||
+    t.matrix_server_name === ""
+  ) {
+    throw new TypeError("the homeserver's OpenID token lacks access_token or matrix_server_name");
+  }
+  return t as OpenIDToken;
+}
+
+export interface OpenIdRequestOptions {
+  retry?: RetryOptions;
+  signal?: AbortSignal;
+  logger?: Logger;
+}
+
+/**
+ * `client.getOpenIdToken()` with matrix-js-sdk's retry policy. The request itself cannot be cancelled
+ * (matrix-js-sdk takes no signal); an abort stops the waiting and the retries.
+ */
+export async function requestOpenIdToken(
+  client: OpenIDClientParts,
+  options: OpenIdRequestOptions = {},
+): Promise<OpenIDToken> {
+  const signal = options.signal ?? new AbortController().signal;
+  const logger = options.logger ?? silentLogger;
+  logger.debug("requesting an OpenID token from the homeserver");
+  return withRetry(
+    "OpenID token request",
+    async () =>
+      checkOpenIdToken(
+        await abortable(
+          Promise.resolve().then(() => client.getOpenIdToken()),
+          signal,
+        ),
+      ),
+    { retry: options.retry, signal, logger },
+  );
+}
