@@ -14,15 +14,7 @@ import { describe } from "./retry";
 import { Secret, reveal, scrubSecrets } from "./secret";
 import { requestSFUConfig } from "./authService";
 import { requestOpenIdToken } from "./openId";
-import type {
-  CallMembershipIdentityParts,
-  LivekitRoomLike,
-  LivekitTransportConfig,
-  Logger,
-  OpenIDClientParts,
-  RetryOptions,
-  TimeoutOptions,
-} from "./types";
+import type { ConnectionActorOptions, TimeoutOptions } from "./types";
 
 export const DEFAULT_TIMEOUTS: Required<TimeoutOptions> = {
   openIdTokenMs: 60_000,
@@ -35,19 +27,12 @@ export class PhaseTimeoutError extends Error {
   override readonly name = "TimeoutError";
 }
 
-/** What the actors of one connection work with, checked once when the connection is made. */
-export interface ConnectionDeps {
-  room: LivekitRoomLike;
-  client: OpenIDClientParts;
-  transport: LivekitTransportConfig;
-  roomId: string;
-  ownMembershipIdentity: CallMembershipIdentityParts;
-  fetch: typeof globalThis.fetch | undefined;
-  retry: RetryOptions | undefined;
-  timeouts: Required<TimeoutOptions>;
-  allowInsecureTransport: boolean;
-  logger: Logger;
-}
+/** What the actors of one connection work with: its options, checked once, with their defaults filled in. */
+export type ConnectionDeps = Pick<
+  ConnectionActorOptions,
+  "room" | "client" | "transport" | "roomId" | "ownMembershipIdentity" | "fetch" | "retry"
+> &
+  Required<Pick<ConnectionActorOptions, "allowInsecureTransport" | "logger">> & { timeouts: Required<TimeoutOptions> };
 
 /** The dependencies in an actor's input, for actors of your own (see `connectionActors`). */
 export function connectionDepsOf(input: ActorInput): ConnectionDeps {

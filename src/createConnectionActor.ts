@@ -1,11 +1,4 @@
-import {
-  createActor,
-  type Actor,
-  type InspectionEvent,
-  type Observer,
-  type SnapshotFrom,
-  type StateValue,
-} from "xstate";
+import { createActor, type Actor, type SnapshotFrom, type StateValue } from "xstate";
 import { connectionMachine, type ConnectionMachine, type SFUCredentials } from "../machines/connection.machine";
 import { DEFAULT_TIMEOUTS, connectionActors, type ConnectionDeps } from "./actors";
 import { connectionStateOf } from "./connectionState";
@@ -13,45 +6,9 @@ import { isCallError } from "./errors";
 import { silentLogger } from "./logger";
 import { Secret } from "./secret";
 import { checkSFUConfig } from "./sfuConfig";
-import type {
-  CallMembershipIdentityParts,
-  LivekitRoomLike,
-  LivekitTransportConfig,
-  Logger,
-  OpenIDClientParts,
-  RetryOptions,
-  SFUConfig,
-  TimeoutOptions,
-} from "./types";
+import type { ConnectionActorOptions, LivekitRoomLike, Logger, SFUConfig } from "./types";
 
-export interface ConnectionActorOptions {
-  /** The LiveKit room to connect (a livekit-client `Room`, or anything with the same surface). */
-  room: LivekitRoomLike;
-  /** The Matrix client, or just its `getOpenIdToken`. */
-  client: OpenIDClientParts;
-  /** The MatrixRTC transport: where the auth service is. */
-  transport: LivekitTransportConfig;
-  /** The Matrix room id of the call. */
-  roomId: string;
-  ownMembershipIdentity: CallMembershipIdentityParts;
-  /** An SFU config fetched already: START then connects at once. */
-  existingSFUConfig?: SFUConfig;
-  /** The fetch used for the auth service. Default `globalThis.fetch`. */
-  fetch?: typeof globalThis.fetch;
-  retry?: RetryOptions;
-  timeouts?: TimeoutOptions;
-  /** Allow `http:`/`ws:` URLs to hosts other than loopback. Default false. */
-  allowInsecureTransport?: boolean;
-  logger?: Logger;
-  /** Receives XState inspection events (e.g. `@statelyai/inspect`); they carry no JWT or access token. */
-  inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void);
-  /**
-   * The machine to run; default: `connectionMachine` with this package's actors. To replace an actor, make one
-   * with `connectionMachine.provide({ actors: { ...connectionActors, connectRoom: yours } })` (once, not per
-   * connection) and pass it here.
-   */
-  machine?: ConnectionMachine;
-}
+export type { ConnectionActorOptions };
 
 /** `connectionMachine` with the real actors: made once, shared by every connection. */
 const liveMachine = /* @__PURE__ */ connectionMachine.provide({ actors: connectionActors });

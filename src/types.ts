@@ -1,5 +1,6 @@
 import type { ConnectionState, RemoteParticipant, RoomEvent } from "livekit-client";
-import type { OpenIDToken } from "../machines/connection.machine";
+import type { InspectionEvent, Observer } from "xstate";
+import type { ConnectionMachine, OpenIDToken } from "../machines/connection.machine";
 
 export type { OpenIDToken };
 
@@ -77,4 +78,34 @@ export interface LivekitRoomLike {
     event: RoomEvent.ParticipantConnected | RoomEvent.ParticipantDisconnected,
     listener: ParticipantListener,
   ): unknown;
+}
+
+/** The options of a connection: `createConnectionActor` takes them, `Connection` all but `room` and `logger`. */
+export interface ConnectionActorOptions {
+  /** The LiveKit room to connect (a livekit-client `Room`, or anything with the same surface). */
+  room: LivekitRoomLike;
+  /** The Matrix client, or just its `getOpenIdToken`. */
+  client: OpenIDClientParts;
+  /** The MatrixRTC transport: where the auth service is. */
+  transport: LivekitTransportConfig;
+  /** The Matrix room id of the call. */
+  roomId: string;
+  ownMembershipIdentity: CallMembershipIdentityParts;
+  /** An SFU config fetched already: START then connects at once. */
+  existingSFUConfig?: SFUConfig;
+  /** The fetch used for the auth service. Default `globalThis.fetch`. */
+  fetch?: typeof globalThis.fetch;
+  retry?: RetryOptions;
+  timeouts?: TimeoutOptions;
+  /** Allow `http:`/`ws:` URLs to hosts other than loopback. Default false. */
+  allowInsecureTransport?: boolean;
+  logger?: Logger;
+  /** Receives XState inspection events (e.g. `@statelyai/inspect`); they carry no JWT or access token. */
+  inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void);
+  /**
+   * The machine to run; default: `connectionMachine` with this package's actors. To replace an actor, make one
+   * with `connectionMachine.provide({ actors: { ...connectionActors, connectRoom: yours } })` (once, not per
+   * connection) and pass it here.
+   */
+  machine?: ConnectionMachine;
 }
