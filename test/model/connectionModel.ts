@@ -19,155 +19,157 @@ const connectFailures = {
 
 const startAgain = { START: "RequestingOpenIdToken", STOP: "Stopped" } as const;
 
-export const connectionModel = createMachine({
-  id: "model",
-  initial: "Fresh",
-  states: {
-    Fresh: {
-      on: { CREATE: "Initialized", CREATE_WITH_SFU_CONFIG: "X_Initialized" },
-    },
+/** The model's states and their events, typed as written so that the executors can be checked against them. */
+const states = {
+  Fresh: {
+    on: { CREATE: "Initialized", CREATE_WITH_SFU_CONFIG: "X_Initialized" },
+  },
 
-    // ---- a connection that fetches its SFU config ----
-    Initialized: {
-      on: { START: "RequestingOpenIdToken", STOP: "Stopped", DISPOSE: "Disposed" },
-    },
-    RequestingOpenIdToken: {
-      on: {
-        OPENID_OK: "RequestingSFUConfig",
-        OPENID_FAIL: "Failed_OpenIdError",
-        OPENID_TIMEOUT: "Failed_OpenIdError",
-        START: "RequestingOpenIdToken",
-        STOP: "Stopped",
-        DISPOSE: "Disposed",
-      },
-    },
-    RequestingSFUConfig: {
-      on: {
-        SFU_CONFIG_OK: "LkDisconnected",
-        SFU_CONFIG_FAIL: "Failed_OpenIdError",
-        SFU_CONFIG_TIMEOUT: "Failed_OpenIdError",
-        START: "RequestingSFUConfig",
-        STOP: "Stopped",
-      },
-    },
-    LkDisconnected: {
-      on: {
-        ROOM_CONNECTING: "LkConnecting",
-        ROOM_ALREADY_CONNECTED: "LkConnected",
-        CONNECT_FAIL_UNKNOWN: "Failed_Unknown",
-        START: "LkDisconnected",
-        STOP: "Stopping",
-      },
-    },
-    LkConnecting: {
-      on: { CONNECT_OK: "LkConnected", ...connectFailures, START: "LkConnecting", STOP: "Stopping" },
-    },
-    LkConnected: {
-      on: {
-        LK_SIGNAL_RECONNECTING: "LkSignalReconnecting",
-        LK_RECONNECTING: "LkReconnecting",
-        LK_DISCONNECTED: "LkLost",
-        PARTICIPANT_JOIN: "LkConnectedWithGuest",
-        START: "LkConnected",
-        STOP: "Stopping",
-        DISPOSE: "StoppingThenDispose",
-      },
-    },
-    LkConnectedWithGuest: {
-      on: {
-        PARTICIPANT_LEAVE: "LkConnected",
-        LK_RECONNECTING: "LkReconnecting",
-        STOP: "Stopping",
-      },
-    },
-    LkSignalReconnecting: {
-      on: {
-        LK_RECONNECTED: "LkConnected",
-        LK_RECONNECTING: "LkReconnecting",
-        LK_DISCONNECTED: "LkLost",
-        STOP: "Stopping",
-      },
-    },
-    LkReconnecting: {
-      on: {
-        LK_RECONNECTED: "LkConnected",
-        LK_SIGNAL_RECONNECTING: "LkSignalReconnecting",
-        LK_DISCONNECTED: "LkLost",
-        STOP: "Stopping",
-      },
-    },
-    LkLost: {
-      on: { START: "RequestingOpenIdToken", STOP: "Stopping" },
-    },
-    Stopping: {
-      on: {
-        DISCONNECT_DONE: "Stopped",
-        DISCONNECT_FAIL: "Stopped",
-        STOP: "Stopping",
-        START: "StoppingThenStart",
-        DISPOSE: "StoppingThenDispose",
-      },
-    },
-    StoppingThenStart: {
-      on: {
-        DISCONNECT_DONE: "RequestingOpenIdToken",
-        DISCONNECT_FAIL: "RequestingOpenIdToken",
-        START: "StoppingThenStart",
-        STOP: "Stopping",
-        DISPOSE: "StoppingThenDispose",
-      },
-    },
-    StoppingThenDispose: {
-      on: {
-        DISCONNECT_DONE: "Disposed",
-        DISCONNECT_FAIL: "Disposed",
-        START: "StoppingThenDispose",
-        STOP: "StoppingThenDispose",
-      },
-    },
-    Stopped: {
-      on: { START: "RequestingOpenIdToken", STOP: "Stopped", DISPOSE: "Disposed" },
-    },
-    Failed_OpenIdError: { on: { ...startAgain, DISPOSE: "Disposed" } },
-    Failed_InsufficientCapacity: { on: startAgain },
-    Failed_RoomCreationRestricted: { on: startAgain },
-    Failed_PeerConnectionTimeout: { on: startAgain },
-    Failed_LivekitError: { on: startAgain },
-    Failed_Unknown: { on: startAgain },
-    Disposed: {
-      on: { START: "Disposed", STOP: "Disposed" },
-    },
-
-    // ---- a connection given an existing SFU config: START connects at once ----
-    X_Initialized: {
-      on: { START: "X_LkDisconnected" },
-    },
-    X_LkDisconnected: {
-      on: { ROOM_CONNECTING: "X_LkConnecting" },
-    },
-    X_LkConnecting: {
-      on: { CONNECT_OK: "X_LkConnected", CONNECT_FAIL_LIVEKIT: "X_Failed_LivekitError" },
-    },
-    X_LkConnected: {
-      on: { LK_DISCONNECTED: "X_LkLost", STOP: "X_Stopping" },
-    },
-    X_LkLost: {
-      on: { START: "X_LkDisconnected" },
-    },
-    X_Stopping: {
-      on: { DISCONNECT_DONE: "X_Stopped", START: "X_StoppingThenStart" },
-    },
-    X_StoppingThenStart: {
-      on: { DISCONNECT_DONE: "X_LkDisconnected" },
-    },
-    X_Stopped: {
-      on: { START: "X_LkDisconnected" },
-    },
-    X_Failed_LivekitError: {
-      on: { START: "X_LkDisconnected" },
+  // ---- a connection that fetches its SFU config ----
+  Initialized: {
+    on: { START: "RequestingOpenIdToken", STOP: "Stopped", DISPOSE: "Disposed" },
+  },
+  RequestingOpenIdToken: {
+    on: {
+      OPENID_OK: "RequestingSFUConfig",
+      OPENID_FAIL: "Failed_OpenIdError",
+      OPENID_TIMEOUT: "Failed_OpenIdError",
+      START: "RequestingOpenIdToken",
+      STOP: "Stopped",
+      DISPOSE: "Disposed",
     },
   },
-});
+  RequestingSFUConfig: {
+    on: {
+      SFU_CONFIG_OK: "LkDisconnected",
+      SFU_CONFIG_FAIL: "Failed_OpenIdError",
+      SFU_CONFIG_TIMEOUT: "Failed_OpenIdError",
+      START: "RequestingSFUConfig",
+      STOP: "Stopped",
+    },
+  },
+  LkDisconnected: {
+    on: {
+      ROOM_CONNECTING: "LkConnecting",
+      ROOM_ALREADY_CONNECTED: "LkConnected",
+      CONNECT_FAIL_UNKNOWN: "Failed_Unknown",
+      START: "LkDisconnected",
+      STOP: "Stopping",
+    },
+  },
+  LkConnecting: {
+    on: { CONNECT_OK: "LkConnected", ...connectFailures, START: "LkConnecting", STOP: "Stopping" },
+  },
+  LkConnected: {
+    on: {
+      LK_SIGNAL_RECONNECTING: "LkSignalReconnecting",
+      LK_RECONNECTING: "LkReconnecting",
+      LK_DISCONNECTED: "LkLost",
+      PARTICIPANT_JOIN: "LkConnectedWithGuest",
+      START: "LkConnected",
+      STOP: "Stopping",
+      DISPOSE: "StoppingThenDispose",
+    },
+  },
+  LkConnectedWithGuest: {
+    on: {
+      PARTICIPANT_LEAVE: "LkConnected",
+      LK_RECONNECTING: "LkReconnecting",
+      STOP: "Stopping",
+    },
+  },
+  LkSignalReconnecting: {
+    on: {
+      LK_RECONNECTED: "LkConnected",
+      LK_RECONNECTING: "LkReconnecting",
+      LK_DISCONNECTED: "LkLost",
+      STOP: "Stopping",
+    },
+  },
+  LkReconnecting: {
+    on: {
+      LK_RECONNECTED: "LkConnected",
+      LK_SIGNAL_RECONNECTING: "LkSignalReconnecting",
+      LK_DISCONNECTED: "LkLost",
+      STOP: "Stopping",
+    },
+  },
+  LkLost: {
+    on: { START: "RequestingOpenIdToken", STOP: "Stopping" },
+  },
+  Stopping: {
+    on: {
+      DISCONNECT_DONE: "Stopped",
+      DISCONNECT_FAIL: "Stopped",
+      STOP: "Stopping",
+      START: "StoppingThenStart",
+      DISPOSE: "StoppingThenDispose",
+    },
+  },
+  StoppingThenStart: {
+    on: {
+      DISCONNECT_DONE: "RequestingOpenIdToken",
+      DISCONNECT_FAIL: "RequestingOpenIdToken",
+      START: "StoppingThenStart",
+      STOP: "Stopping",
+      DISPOSE: "StoppingThenDispose",
+    },
+  },
+  StoppingThenDispose: {
+    on: {
+      DISCONNECT_DONE: "Disposed",
+      DISCONNECT_FAIL: "Disposed",
+      START: "StoppingThenDispose",
+      STOP: "StoppingThenDispose",
+    },
+  },
+  Stopped: {
+    on: { START: "RequestingOpenIdToken", STOP: "Stopped", DISPOSE: "Disposed" },
+  },
+  Failed_OpenIdError: { on: { ...startAgain, DISPOSE: "Disposed" } },
+  Failed_InsufficientCapacity: { on: startAgain },
+  Failed_RoomCreationRestricted: { on: startAgain },
+  Failed_PeerConnectionTimeout: { on: startAgain },
+  Failed_LivekitError: { on: startAgain },
+  Failed_Unknown: { on: startAgain },
+  Disposed: {
+    on: { START: "Disposed", STOP: "Disposed" },
+  },
 
-/** A state of the model; `connection.model.test.ts` checks its tables name exactly the model's states. */
-export type ModelState = string;
+  // ---- a connection given an existing SFU config: START connects at once ----
+  X_Initialized: {
+    on: { START: "X_LkDisconnected" },
+  },
+  X_LkDisconnected: {
+    on: { ROOM_CONNECTING: "X_LkConnecting" },
+  },
+  X_LkConnecting: {
+    on: { CONNECT_OK: "X_LkConnected", CONNECT_FAIL_LIVEKIT: "X_Failed_LivekitError" },
+  },
+  X_LkConnected: {
+    on: { LK_DISCONNECTED: "X_LkLost", STOP: "X_Stopping" },
+  },
+  X_LkLost: {
+    on: { START: "X_LkDisconnected" },
+  },
+  X_Stopping: {
+    on: { DISCONNECT_DONE: "X_Stopped", START: "X_StoppingThenStart" },
+  },
+  X_StoppingThenStart: {
+    on: { DISCONNECT_DONE: "X_LkDisconnected" },
+  },
+  X_Stopped: {
+    on: { START: "X_LkDisconnected" },
+  },
+  X_Failed_LivekitError: {
+    on: { START: "X_LkDisconnected" },
+  },
+} as const;
+
+export const connectionModel = createMachine({ id: "model", initial: "Fresh", states });
+
+type States = typeof states;
+/** A state of the model. */
+export type ModelState = keyof States;
+/** An event of the model: something the outside world does. */
+export type ModelEvent = { [S in ModelState]: keyof States[S]["on"] }[ModelState];
