@@ -5,7 +5,6 @@
  * `connectionMachine` were taken; the last test demands all of them.
  */
 import { ConnectionError, DisconnectReason } from "livekit-client";
-import type { ServerResponse } from "node:http";
 import { waitFor, type AnyStateNode, type InspectionEvent, type SnapshotFrom, type StateValue } from "xstate";
 import { createTestModel } from "xstate/graph";
 import {
@@ -21,7 +20,8 @@ import {
 } from "../../src";
 import { flush } from "../support/fakeRoom";
 import { GET_TOKEN_PATH, OPENID_PATH, SFU_GET_PATH, answer, makeConnection, type Harness } from "../support/harness";
-import { LoopbackServer, type RecordedRequest } from "../support/loopbackServer";
+import { LoopbackServer, type HeldRequests } from "../support/loopbackServer";
+import { waitUntil } from "../support/waitUntil";
 import { makeLivekitJwt } from "../support/tokens";
 import { connectionModel, type ModelEvent, type ModelState } from "./connectionModel";
 
@@ -32,32 +32,10 @@ const STEP_TIMEOUT_MS = 5000;
 // The system under test, one per path.
 
 let server: LoopbackServer;
-/** Requests the executors answer when the model says so. */
-const parked = new Map<string, ServerResponse[]>();
+/** Requests the executors answer when the model says so, per path. */
+let held: { openId: HeldRequests; getToken: HeldRequests; sfuGet: HeldRequests };
 let h: Harness | undefined;
 let disposeConnection: AbortController | undefined;
-
-function park(path: string) {
-  return (_: RecordedRequest, res: ServerResponse) => {
-    const queue = parked.get(path) ?? [];
-    queue.push(res);
-    parked.set(path, queue);
-  };
-}
-
-async function nextParked(path: string): Promise<ServerResponse> {
-  const deadline = Date.now() + STEP_TIMEOUT_MS;
-  for (;;) {
-    const res = parked.get(path)?.shift();
-    if (res) return res;
-    if (Date.now() > deadline) throw new Error(`no request to ${path} arrived`);
-    await new Promise((r) => setTimeout(r, 1));
-  }
-}
-
-function reply(res: ServerResponse, respond: (req: RecordedRequest, res: ServerResponse) => void): void {
-  respond(undefined as never, res);
-}
 
 function create(withSFUConfig: boolean): void {
   disposeConnection = new AbortController();
@@ -142,7 +120,7 @@ interface Expectation {
   check?: (h: Harness) => void;
 }
 
-const waitingFor = (path: string) => () => (parked.get(path)?.length ?? 0) > 0;
+const waitingFor = (which: keyof typeof held) => () => held[which].count > 0;
 const connectCalled = (h: Harness) => h.room.connectCalls.length > 0 && !h.room.connectPending;
 
 const lk = (sub: string, state$: ConnectionState, ready?: Expectation["ready"]): Expectation => ({
@@ -179,12 +157,12 @@ const expectations: Record<Exclude<ModelState, "Fresh">, Expectation> = {
   RequestingOpenIdToken: {
     value: { FetchingConfig: "RequestingOpenIdToken" },
     state$: ConnectionState.FetchingConfig,
-    ready: waitingFor(OPENID_PATH),
+    ready: waitingFor("openId"),
   },
   RequestingSFUConfig: {
     value: { FetchingConfig: "RequestingSFUConfig" },
     state$: ConnectionState.FetchingConfig,
-    ready: waitingFor(GET_TOKEN_PATH),
+    ready: waitingFor("getToken"),
   },
   LkDisconnected: lk("disconnected", ConnectionState.LivekitDisconnected, connectCalled),
   LkConnecting: lk("connecting", ConnectionState.LivekitConnecting, (h) => h.room.connectPending),
@@ -236,11 +214,7 @@ async function settle(model: ModelState): Promise<void> {
   const e = expectations[model];
   const { connection } = sut();
   await waitFor(connection.actor, (s) => s.matches(e.value as never), { timeout: STEP_TIMEOUT_MS });
-  const deadline = Date.now() + STEP_TIMEOUT_MS;
-  while (e.ready && !e.ready(sut())) {
-    if (Date.now() > deadline) throw new Error(`${model} never became ready`);
-    await new Promise((r) => setTimeout(r, 1));
-  }
+  if (e.ready) await waitUntil(() => e.ready!(sut()), `${model} to be ready`, STEP_TIMEOUT_MS);
   await flush();
 }
 
@@ -252,11 +226,8 @@ const failConnect = (error: Error) => () => sut().room.failConnect(error);
 /** Answers whatever a stopped fetch left behind: such late results must change nothing. */
 async function answerLeftovers(): Promise<void> {
   await flush();
-  for (const path of [OPENID_PATH, GET_TOKEN_PATH]) {
-    for (const res of parked.get(path)?.splice(0) ?? []) {
-      reply(res, path === OPENID_PATH ? answer.openId : answer.sfuConfig);
-    }
-  }
+  held.openId.answerAll(answer.openId);
+  held.getToken.answerAll(answer.sfuConfig);
 }
 
 /** One per model event; an event missing here (or one too many) does not compile. */
@@ -277,13 +248,13 @@ const executors: Record<ModelEvent, () => void | Promise<void>> = {
     disposeConnection!.abort();
     await answerLeftovers();
   },
-  OPENID_OK: async () => reply(await nextParked(OPENID_PATH), answer.openId),
-  OPENID_FAIL: async () => reply(await nextParked(OPENID_PATH), answer.status(403, "M_FORBIDDEN")),
+  OPENID_OK: () => held.openId.answerNext(answer.openId),
+  OPENID_FAIL: () => held.openId.answerNext(answer.status(403, "M_FORBIDDEN")),
   OPENID_TIMEOUT: () => {}, // the homeserver never answers; the phase's time limit ends it
-  SFU_CONFIG_OK: async () => reply(await nextParked(GET_TOKEN_PATH), answer.sfuConfig),
+  SFU_CONFIG_OK: () => held.getToken.answerNext(answer.sfuConfig),
   SFU_CONFIG_FAIL: async () => {
-    reply(await nextParked(GET_TOKEN_PATH), answer.status(401, "M_UNAUTHORIZED"));
-    reply(await nextParked(SFU_GET_PATH), answer.status(401, "M_UNAUTHORIZED"));
+    await held.getToken.answerNext(answer.status(401, "M_UNAUTHORIZED"));
+    await held.sfuGet.answerNext(answer.status(401, "M_UNAUTHORIZED"));
   },
   SFU_CONFIG_TIMEOUT: () => {},
   ROOM_CONNECTING: () => sut().room.beginConnecting(),
@@ -320,8 +291,7 @@ afterAll(() => server.close());
 
 beforeEach(() => {
   server.reset();
-  parked.clear();
-  for (const path of [OPENID_PATH, GET_TOKEN_PATH, SFU_GET_PATH]) server.always(path, park(path));
+  held = { openId: server.hold(OPENID_PATH), getToken: server.hold(GET_TOKEN_PATH), sfuGet: server.hold(SFU_GET_PATH) };
   h = undefined;
   recording = true;
 });
@@ -333,7 +303,7 @@ afterEach(async () => {
   h.room.releaseDisconnect();
   disposeConnection?.abort();
   await flush();
-  for (const res of [...parked.values()].flat()) res.destroy();
+  for (const requests of Object.values(held)) requests.dropAll();
 });
 
 describe("generated paths through the connection model", () => {

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { waitUntil } from "./waitUntil";
 
 export interface RecordedRequest {
   method: string;
@@ -13,6 +14,41 @@ export interface RecordedRequest {
 }
 
 export type Handler = (req: RecordedRequest, res: ServerResponse) => void;
+
+/** The one way the tests hold a server's answer: requests kept unanswered, in arrival order, until answered. */
+export class HeldRequests {
+  private readonly queue: { req: RecordedRequest; res: ServerResponse }[] = [];
+  /** The route handler that holds a request. */
+  readonly handler: Handler = (req, res) => void this.queue.push({ req, res });
+
+  constructor(private readonly path: string) {}
+
+  get count(): number {
+    return this.queue.length;
+  }
+
+  /** Waits for a request to arrive (one held already counts). */
+  async arrival(timeoutMs?: number): Promise<void> {
+    await waitUntil(() => this.queue.length > 0, `a request to ${this.path}`, timeoutMs);
+  }
+
+  /** Answers the oldest held request with `respond`, waiting for one to arrive first. */
+  async answerNext(respond: Handler): Promise<void> {
+    await this.arrival();
+    const { req, res } = this.queue.shift()!;
+    respond(req, res);
+  }
+
+  /** Answers every request held now with `respond`. */
+  answerAll(respond: Handler): void {
+    for (const { req, res } of this.queue.splice(0)) respond(req, res);
+  }
+
+  /** Closes the connection of every request held now, unanswered. */
+  dropAll(): void {
+    for (const { res } of this.queue.splice(0)) res.destroy();
+  }
+}
 
 /** A real HTTP server on 127.0.0.1 whose routes the test programs; every request is recorded. */
 export class LoopbackServer {
@@ -40,6 +76,13 @@ export class LoopbackServer {
     queue.push(handler);
     this.routes.set(path, queue);
     return this;
+  }
+
+  /** Holds every request to `path` that no `once` handler takes, until the test answers it. */
+  hold(path: string): HeldRequests {
+    const held = new HeldRequests(path);
+    this.always(path, held.handler);
+    return held;
   }
 
   /** Answers every request to `path` that no `once` handler takes. */

@@ -213,6 +213,28 @@ describe("Connection options and disposal", () => {
     ).toThrow(/three non-empty parts/);
   });
 
+  test("bad options are refused before the room factory is called", () => {
+    const factory = jest.fn(() => new FakeRoom());
+    expect(
+      () =>
+        new Connection({
+          transport: { type: "livekit", livekit_service_url: server.url },
+          client: matrixClient(server),
+          roomId: "",
+          ownMembershipIdentity: { userId: "@a:b", deviceId: "D", memberId: "m" },
+          livekitRoomFactory: factory,
+        }),
+    ).toThrow(TypeError);
+    expect(factory).not.toHaveBeenCalled();
+  });
+
+  test("state$ and remoteParticipants$ are read-only views", () => {
+    const h = makeConnection(server);
+    expect((h.connection.state$ as unknown as { next?: unknown }).next).toBeUndefined();
+    expect((h.connection.remoteParticipants$ as unknown as { next?: unknown }).next).toBeUndefined();
+    expect(h.connection.remoteParticipants$.value).toEqual([]);
+  });
+
   test("a plain-http auth service on another host fails with FailToGetOpenIdToken before any request", async () => {
     const h = makeConnection(server, {
       transport: { type: "livekit", livekit_service_url: "http://auth.example.org" + SERVICE_PATH },
@@ -414,27 +436,5 @@ describe("start() and stop() always settle", () => {
     h.connection.actor.stop();
     await expect(started).resolves.toBeUndefined();
     await expect(h.connection.stop()).resolves.toBeUndefined();
-  });
-
-  test("state$ and remoteParticipants$ are read-only views", () => {
-    const h = makeConnection(server);
-    expect((h.connection.state$ as unknown as { next?: unknown }).next).toBeUndefined();
-    expect((h.connection.remoteParticipants$ as unknown as { next?: unknown }).next).toBeUndefined();
-    expect(h.connection.remoteParticipants$.value).toEqual([]);
-  });
-
-  test("bad options are refused before the room factory is called", () => {
-    const factory = jest.fn(() => new FakeRoom());
-    expect(
-      () =>
-        new Connection({
-          transport: { type: "livekit", livekit_service_url: server.url },
-          client: matrixClient(server),
-          roomId: "",
-          ownMembershipIdentity: { userId: "@a:b", deviceId: "D", memberId: "m" },
-          livekitRoomFactory: factory,
-        }),
-    ).toThrow(TypeError);
-    expect(factory).not.toHaveBeenCalled();
   });
 });

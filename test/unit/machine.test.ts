@@ -1,7 +1,5 @@
-import { inspect } from "node:util";
 import { createActor, waitFor } from "xstate";
 import { connectionMachine } from "../../src";
-import { Secret, reveal } from "../../src/secret";
 
 describe("the bare connectionMachine (no actors provided)", () => {
   test("says what is missing instead of hanging or crashing", async () => {
@@ -37,21 +35,5 @@ describe("the bare connectionMachine (no actors provided)", () => {
       "watchRoom",
     ]);
     for (const i of invokes) expect(i.src).toBe(i.id);
-  });
-});
-
-describe("Secret", () => {
-  test("prints as [redacted] whichever way it is turned into text", () => {
-    const s = new Secret("eyJ.secret.jwt");
-    expect(JSON.stringify({ s })).toBe('{"s":"[redacted]"}');
-    expect(String(s)).toBe("[redacted]");
-    expect(`${s}`).toBe("[redacted]");
-    expect(inspect({ s })).toBe("{ s: Secret([redacted]) }");
-    expect(Object.keys(s)).toEqual([]);
-    expect(reveal(s)).toBe("eyJ.secret.jwt");
-  });
-
-  test("reveal refuses anything that is not a Secret", () => {
-    expect(() => reveal({} as Secret<string>)).toThrow(TypeError);
   });
 });

@@ -25,6 +25,7 @@ import {
 } from "../support/harness";
 import { LoopbackServer, hang, sendJson, type Handler } from "../support/loopbackServer";
 import { ACCESS_TOKEN, makeLivekitJwt, openIdToken } from "../support/tokens";
+import { waitUntil } from "../support/waitUntil";
 
 let server: LoopbackServer;
 let serviceUrl: string;
@@ -140,7 +141,7 @@ describe("the SFU config request", () => {
     server.always(GET_TOKEN_PATH, hang);
     const controller = new AbortController();
     const pending = requestSFUConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { signal: controller.signal });
-    while (server.requests.length === 0) await new Promise((r) => setTimeout(r, 2));
+    await waitUntil(() => server.requests.length > 0, "the POST /get_token");
     const closed = server.nextAbort();
     controller.abort(new DOMException("stopped", "AbortError"));
     await expect(pending).rejects.toMatchObject({ name: "AbortError" });

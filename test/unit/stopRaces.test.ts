@@ -2,12 +2,12 @@
  * The races of Element Call's imperative Connection, each as a named test: the statechart must cancel
  * cleanly wherever the STOP lands.
  */
-import type { ServerResponse } from "node:http";
 import { ConnectionState } from "../../src";
 import { flush } from "../support/fakeRoom";
-import { GET_TOKEN_PATH, JWT, OPENID_PATH, SFU_URL, answer, makeConnection, matrixClient } from "../support/harness";
-import { LoopbackServer, hang, sendJson } from "../support/loopbackServer";
+import { GET_TOKEN_PATH, OPENID_PATH, answer, makeConnection, matrixClient } from "../support/harness";
+import { LoopbackServer, hang } from "../support/loopbackServer";
 import { openIdToken } from "../support/tokens";
+import { waitUntil } from "../support/waitUntil";
 
 let server: LoopbackServer;
 beforeAll(async () => {
@@ -19,33 +19,11 @@ beforeEach(() => server.reset());
 const { Initialized, FetchingConfig, Stopped, LivekitDisconnected, LivekitConnecting, LivekitConnected } =
   ConnectionState;
 
-/** Holds a response until the test releases it. */
-function deferredAnswer(respond: (res: ServerResponse) => void) {
-  let res: ServerResponse | undefined;
-  let arrived!: () => void;
-  const requested = new Promise<void>((resolve) => (arrived = resolve));
-  return {
-    handler: (_: unknown, r: ServerResponse) => {
-      res = r;
-      arrived();
-    },
-    requested,
-    release: () => respond(res!),
-  };
-}
-
 test("stop during the SFU config fetch aborts the HTTP request and never connects", async () => {
   server.always(OPENID_PATH, answer.openId).always(GET_TOKEN_PATH, hang);
   const h = makeConnection(server);
   const started = h.connection.start();
-  await new Promise<void>((resolve) => {
-    const t = setInterval(() => {
-      if (server.to(GET_TOKEN_PATH).length > 0) {
-        clearInterval(t);
-        resolve();
-      }
-    }, 2);
-  });
+  await waitUntil(() => server.to(GET_TOKEN_PATH).length > 0, "the POST /get_token");
   const aborted = server.nextAbort();
   await h.connection.stop();
   await aborted; // the server saw the socket close
@@ -56,8 +34,8 @@ test("stop during the SFU config fetch aborts the HTTP request and never connect
 });
 
 test("an SFU config that arrives after the stop is dropped: no connect, state stays Stopped", async () => {
-  const config = deferredAnswer((res) => sendJson(res, 200, { url: SFU_URL, jwt: JWT }));
-  server.always(OPENID_PATH, answer.openId).once(GET_TOKEN_PATH, config.handler);
+  server.always(OPENID_PATH, answer.openId);
+  const config = server.hold(GET_TOKEN_PATH);
   // A fetch that ignores the abort, so the config really does arrive after the stop.
   let lateFetch: Promise<Response> | undefined;
   const fetchIgnoringAbort: typeof fetch = (url, init) => {
@@ -66,9 +44,9 @@ test("an SFU config that arrives after the stop is dropped: no connect, state st
   };
   const h = makeConnection(server, { fetch: fetchIgnoringAbort });
   void h.connection.start();
-  await config.requested;
+  await config.arrival();
   await h.connection.stop();
-  config.release();
+  await config.answerNext(answer.sfuConfig);
   const response = await lateFetch!;
   expect(response.status).toBe(200); // it did arrive,
   await flush();
@@ -78,8 +56,8 @@ test("an SFU config that arrives after the stop is dropped: no connect, state st
 });
 
 test("an OpenID token that arrives after the stop is dropped: the auth service is never asked", async () => {
-  const token = deferredAnswer((res) => sendJson(res, 200, openIdToken()));
-  server.once(OPENID_PATH, token.handler).always(GET_TOKEN_PATH, answer.sfuConfig);
+  const token = server.hold(OPENID_PATH);
+  server.always(GET_TOKEN_PATH, answer.sfuConfig);
   const client = matrixClient(server);
   let lateToken: Promise<unknown> | undefined;
   const h = makeConnection(server, {
@@ -92,9 +70,9 @@ test("an OpenID token that arrives after the stop is dropped: the auth service i
     },
   });
   void h.connection.start();
-  await token.requested;
+  await token.arrival();
   await h.connection.stop();
-  token.release(); // matrix-js-sdk's request cannot be aborted; its late result must change nothing
+  await token.answerNext(answer.openId); // matrix-js-sdk's request cannot be aborted; its late result must change nothing
   await expect(lateToken).resolves.toEqual(openIdToken());
   await flush();
   expect(server.to(GET_TOKEN_PATH)).toHaveLength(0);
@@ -123,7 +101,7 @@ test("stop during connecting cancels the connect and shows no error before Stopp
   server.always(OPENID_PATH, answer.openId).always(GET_TOKEN_PATH, answer.sfuConfig);
   const h = makeConnection(server);
   const started = h.connection.start();
-  while (!h.room.connectPending) await flush();
+  await waitUntil(() => h.room.connectPending, "a pending connect");
   expect(h.connection.state$.value).toBe(LivekitConnecting);
   await h.connection.stop();
   await expect(started).resolves.toBeUndefined();
@@ -158,7 +136,7 @@ test("a connect that succeeds after the stop changes nothing", async () => {
   h.room.holdDisconnect = true;
   h.room.cancelOnDisconnect = false;
   void h.connection.start();
-  while (!h.room.connectPending) await flush();
+  await waitUntil(() => h.room.connectPending, "a pending connect");
   const stopped = h.connection.stop();
   await flush();
   expect(h.connection.actor.getSnapshot().value).toEqual({ Stopping: "ThenStop" });
