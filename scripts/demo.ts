@@ -15,17 +15,22 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { join } from "node:path";
 import { chromium, type Browser } from "playwright-core";
 import type { ConnectionParams, StateRecord } from "../test/e2e/page/api";
 import type { E2eUser, StackJson } from "../test/e2e/support/env";
-import { freeTcpPort } from "../test/e2e/support/dedicatedSfu";
 import { ConnectionHandle } from "../test/e2e/support/fixtures";
-import { CHROMIUM, buildPage, chromiumArgs, servePage, stackRunDir } from "../test/e2e/support/globalSetup";
-
-const ROOT = resolve(__dirname, "..");
-const STACK = join(ROOT, "scripts/stack");
+import {
+  CHROMIUM,
+  ROOT,
+  STACK,
+  buildPage,
+  chromiumArgs,
+  freeTcpPort,
+  registerUsers as registerStackUsers,
+  servePage,
+  stackRunDir,
+} from "../test/e2e/support/stackAndBrowser";
 
 const SCENARIOS: Record<string, string> = {
   happy: "alice connects, bob joins the same call, both see each other, both stop",
@@ -76,25 +81,13 @@ function stackIsUp(): boolean {
   return /\byes\b/.test(r.stdout ?? "");
 }
 
-/** Native import() of the .mjs registration helper (esbuild-register would turn it into require). */
-const importEsm = new Function("url", "return import(url)") as (url: string) => Promise<unknown>;
-
-async function registerUsers(stack: StackJson, names: string[]): Promise<E2eUser[]> {
-  const { registerUser } = (await importEsm(pathToFileURL(join(STACK, "register-user.mjs")).href)) as {
-    registerUser(o: { baseUrl: string; sharedSecret: string; username?: string }): Promise<E2eUser>;
-  };
+/** Registers the demo's users, with a suffix so that every run has new ones. */
+function registerUsers(stack: StackJson, names: string[]): Promise<E2eUser[]> {
   const suffix = Date.now().toString(36);
-  const users: E2eUser[] = [];
-  for (const name of names) {
-    users.push(
-      await registerUser({
-        baseUrl: stack.homeserver.base_url,
-        sharedSecret: stack.homeserver.registration_shared_secret,
-        username: `${name}-${suffix}`,
-      }),
-    );
-  }
-  return users;
+  return registerStackUsers(
+    stack,
+    names.map((name) => `${name}-${suffix}`),
+  );
 }
 
 function params(stack: StackJson, user: E2eUser, roomId: string, extra: Partial<ConnectionParams> = {}) {

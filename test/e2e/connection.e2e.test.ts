@@ -6,7 +6,8 @@
  */
 import { AccessToken } from "livekit-server-sdk";
 import type { Recording } from "./page/api";
-import { DedicatedSfu, freeTcpPort, stopAllDedicatedSfus } from "./support/dedicatedSfu";
+import { DedicatedSfu, stopAllDedicatedSfus } from "./support/dedicatedSfu";
+import { freeTcpPort } from "./support/stackAndBrowser";
 import {
   E2e,
   livekitAliasFor,

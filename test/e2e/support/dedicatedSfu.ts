@@ -9,44 +9,17 @@
  * and a process `exit` hook SIGKILLs whatever is left if the test process ends another way.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { createSocket } from "node:dgram";
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
-import { homedir, tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { RoomServiceClient } from "livekit-server-sdk";
 import type { StackJson } from "./env";
+import { ROOT, freeTcpPort, freeUdpPort, stackCacheDir } from "./stackAndBrowser";
 
-const ROOT = resolve(__dirname, "../../..");
 const STANDIN = join(ROOT, "scripts/stack/lk-jwt-standin.mjs");
 
 export function livekitServerBinary(): string {
-  const cache = process.env.MATRIXRTC_STACK_CACHE || join(homedir(), ".cache", "matrixrtc-stack");
-  return join(cache, "bin", "livekit-server");
-}
-
-/** A TCP port that was free on 127.0.0.1 a moment ago. */
-export function freeTcpPort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.once("error", fail);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => ok(port));
-    });
-  });
-}
-
-/** A UDP port that was free on 127.0.0.1 a moment ago. */
-export function freeUdpPort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = createSocket("udp4");
-    s.once("error", fail);
-    s.bind(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-  });
+  return join(stackCacheDir(), "bin", "livekit-server");
 }
 
 const running = new Set<ChildProcess>();
