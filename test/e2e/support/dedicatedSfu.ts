@@ -145,37 +145,19 @@ export class DedicatedSfu {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
+  /** The stack's own livekit-main.yaml (scripts/stack/stack.sh writes every LiveKit config), on this SFU's ports. */
   private writeConfig(): void {
-    const stun = (this.stack.livekit.main?.client_stun_servers ?? ["stun:127.0.0.1:3478"]).map((s) =>
-      s.replace(/^stun:/, ""),
-    );
-    writeFileSync(
-      join(this.dir, "livekit.yaml"),
-      [
-        "# Written by test/e2e/support/dedicatedSfu.ts, like scripts/stack/stack.sh writes livekit-main.yaml",
-        `port: ${this.lkPort}`,
-        'bind_addresses: ["127.0.0.1"]',
-        "rtc:",
-        `  udp_port: ${this.udpPort}`,
-        "  tcp_port: 0",
-        "  node_ip: 127.0.0.1",
-        "  use_external_ip: false",
-        `  stun_servers: ${JSON.stringify(stun)}`,
-        "  enable_loopback_candidate: true",
-        "  interfaces:",
-        "    includes: [lo]",
-        "turn:",
-        "  enabled: false",
-        "keys:",
-        `  ${this.stack.livekit_api_key}: ${this.stack.livekit_api_secret}`,
-        "logging:",
-        "  level: info",
-        "room:",
-        "  auto_create: false",
-        "",
-      ].join("\n"),
-      { mode: 0o600 },
-    );
+    let config = readFileSync(this.stack.livekit.main!.config, "utf8");
+    for (const [line, value] of [
+      [/^port: \d+$/m, `port: ${this.lkPort}`],
+      [/^ {2}udp_port: \d+$/m, `  udp_port: ${this.udpPort}`],
+      [/^ {2}tcp_port: \d+$/m, "  tcp_port: 0"],
+    ] as const) {
+      if (!line.test(config)) throw new Error(`${this.stack.livekit.main!.config} has no line ${line}`);
+      config = config.replace(line, value);
+    }
+    const header = "# test/e2e/support/dedicatedSfu.ts: the stack's livekit-main.yaml on other ports\n";
+    writeFileSync(join(this.dir, "livekit.yaml"), header + config, { mode: 0o600 });
   }
 
   private spawnLogged(cmd: string, args: string[], log: string, env?: NodeJS.ProcessEnv): ChildProcess {

@@ -21,6 +21,8 @@ export interface StackJson {
       udp_port: number;
       client_stun_servers: string[];
       log: string;
+      /** The LiveKit config file scripts/stack/stack.sh wrote for this instance. */
+      config: string;
       auto_create: boolean;
     }
   >;
