@@ -4,10 +4,12 @@
  * lk-jwt-service stand-in (scripts/stack). Each scenario asserts the exact `state$` sequence the page recorded
  * and what LiveKit itself says (RoomService ListParticipants / ListRooms). See test/e2e/README.md.
  */
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
 import { AccessToken } from "livekit-server-sdk";
 import type { Recording } from "./page/api";
 import { DedicatedSfu, stopAllDedicatedSfus } from "./support/dedicatedSfu";
-import { freeTcpPort } from "./support/stackAndBrowser";
+import { ROOT, freeTcpPort } from "./support/stackAndBrowser";
 import {
   E2e,
   livekitAliasFor,
@@ -88,6 +90,16 @@ async function expectSFUParticipants(alias: string, identities: string[], varian
   expect(r.value).toEqual(want);
   return r.elapsedMs;
 }
+
+test("0. the stack itself: every check of scripts/stack/smoke.mjs (auth path, variants, bad requests) passes", () => {
+  const smoke = spawnSync(process.execPath, [join(ROOT, "scripts/stack/smoke.mjs"), "--stack", e2e.env.stackJsonPath], {
+    encoding: "utf8",
+    timeout: 120_000,
+  });
+  const failed = (smoke.stdout ?? "").split("\n").filter((l) => l.startsWith("FAIL"));
+  expect({ status: smoke.status, failed, stderr: smoke.stderr }).toEqual({ status: 0, failed: [], stderr: "" });
+  expect(smoke.stdout).toMatch(/^smoke: [1-9]\d* passed, 0 failed$/m);
+});
 
 describe("Connection in Chromium against a real LiveKit", () => {
   scenario("a. happy path: two users see each other; stop → Stopped and the SFU lists nobody", async () => {
