@@ -81,7 +81,9 @@ export interface ConnectRoomInput extends ActorInput {
 export type ConnectionMachineTag = "settled" | "disposed";
 
 function notProvided(name: string): never {
-  throw new Error(`The '${name}' actor has no implementation: create the actor with createConnectionActor()`);
+  throw new Error(
+    `The '${name}' actor has no implementation: create the actor with createConnectionActor(), or provide it (spread connectionActors to keep the others)`,
+  );
 }
 
 /**
@@ -114,6 +116,7 @@ export const connectionMachine = setup({
     useExistingSFUConfig: assign({ sfuConfig: ({ context }) => context.existingSFUConfig }),
     storeOpenIdToken: assign({ openIdToken: (_, params: { token: Sealed<OpenIDToken> }) => params.token }),
     storeSFUConfig: assign({ sfuConfig: (_, params: { config: SFUCredentials }) => params.config }),
+    forgetSFUConfig: assign({ sfuConfig: undefined }),
     forgetOpenIdToken: assign({ openIdToken: undefined }),
     /** On entry to `Failed`: the error of the `xstate.error.actor.*` event that led there. */
     storeError: assign({ error: ({ event }) => (event as { error?: unknown }).error }),
@@ -153,7 +156,7 @@ export const connectionMachine = setup({
     Starting: {
       description:
         "Where every run begins: with a known SFU config the room is connected at once, otherwise the config is fetched first.",
-      entry: "clearError",
+      entry: ["clearError", "forgetSFUConfig"],
       always: [
         { guard: "hasExistingSFUConfig", target: "Livekit", actions: "useExistingSFUConfig" },
         { target: "FetchingConfig" },
@@ -279,7 +282,7 @@ export const connectionMachine = setup({
         },
         lost: {
           description:
-            "A live connection dropped and LiveKit gave up reconnecting (shown as 'disconnected'). START fetches a new config and connects again.",
+            "A live connection dropped and LiveKit gave up reconnecting (shown as 'disconnected'). START connects again, with a new config unless one was given.",
           tags: "settled",
           on: {
             START: { target: "#connection.Starting" },
@@ -341,8 +344,10 @@ export const connectionMachine = setup({
       entry: "storeError",
       on: {
         START: { target: "Starting" },
-        STOP: { target: "Stopped" },
-        DISPOSE: { target: "Disposed" },
+        // Through Stopping, as Element Call's stop() always disconnects: an actor of one's own may have left
+        // the room connected when it failed.
+        STOP: { target: "Stopping" },
+        DISPOSE: { target: "#connection.Stopping.ThenDispose" },
       },
       states: {
         OpenIdError: {

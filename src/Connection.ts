@@ -3,15 +3,10 @@ import { BehaviorSubject, type Observable } from "rxjs";
 import { waitFor, type Actor, type SnapshotFrom } from "xstate";
 import type { ConnectionMachine } from "../machines/connection.machine";
 import { ConnectionState, connectionStateOf } from "./connectionState";
-import {
-  checkConnectionOptions,
-  newConnectionActor,
-  stateLogger,
-  type ConnectionActorOptions,
-} from "./createConnectionActor";
+import { checkConnectionOptions, newConnectionActor, stateLogger } from "./createConnectionActor";
 import { toCallError, type CallError } from "./errors";
 import { silentLogger } from "./logger";
-import type { LivekitRoomLike, LivekitTransportConfig, Logger } from "./types";
+import type { ConnectionActorOptions, LivekitRoomLike, LivekitTransportConfig, Logger } from "./types";
 
 /** An observable that always has a current value, like Element Call's `Behavior`. */
 export type Behavior<T> = Observable<T> & { readonly value: T };
@@ -85,10 +80,30 @@ export class Connection<R extends LivekitRoomLike = Room> {
 
     const state = new BehaviorSubject<ConnectionState | CallError>(ConnectionState.Initialized);
     const log = stateLogger(this.logger);
-    const subscription = this.actor.subscribe((snapshot) => {
-      log?.(snapshot);
-      const next = connectionStateOf(snapshot);
-      if (next !== undefined && next !== state.value) state.next(next);
+    /** Lets go of the room and completes both observables; once, whichever way the connection ends. */
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      subscription.unsubscribe();
+      for (const event of PARTICIPANT_EVENTS) room.off(event as RoomEvent.ParticipantConnected, onParticipants);
+      state.complete();
+      participants.complete();
+    };
+    const subscription = this.actor.subscribe({
+      next: (snapshot) => {
+        log?.(snapshot);
+        const next = connectionStateOf(snapshot);
+        if (next !== undefined && next !== state.value) state.next(next);
+      },
+      error: (e) => {
+        // An actor of one's own threw where nothing catches it: show it as the failure it is, then end.
+        this.logger.error("the connection machine crashed", e);
+        state.next(toCallError(e));
+        release();
+      },
+      // Disposed, or stopped from outside.
+      complete: release,
     });
     this.state$ = behavior(state);
     this.remoteParticipants$ = behavior(participants);
@@ -98,10 +113,7 @@ export class Connection<R extends LivekitRoomLike = Room> {
     if (!signal) return;
     const dispose = (): void => {
       this.logger.info("signal aborted: stopping and disposing");
-      subscription.unsubscribe();
-      for (const event of PARTICIPANT_EVENTS) room.off(event as RoomEvent.ParticipantConnected, onParticipants);
-      state.complete();
-      participants.complete();
+      release(); // at once: the observables complete before the room is disconnected
       if (this.actor.getSnapshot().status === "active") this.actor.send({ type: "DISPOSE" });
     };
     if (signal.aborted) dispose();
@@ -113,6 +125,9 @@ export class Connection<R extends LivekitRoomLike = Room> {
    * (stopped from outside, or crashed).
    */
   private async until(done: (s: Snapshot) => boolean): Promise<Snapshot> {
+    // An event sent while the actor is busy (by a state$ subscriber, say) waits in its mailbox until the
+    // current step is over, which is before any promise callback runs: look only after that.
+    await Promise.resolve();
     try {
       return await waitFor(this.actor, (s) => done(s) || s.status !== "active");
     } catch {
@@ -122,15 +137,17 @@ export class Connection<R extends LivekitRoomLike = Room> {
 
   /**
    * Starts the pipeline (OpenID → SFU config → LiveKit); `FetchingConfig` (with `existingSFUConfig`:
-   * `disconnected`) is emitted synchronously. Resolves once connected, or when the run ends without an error
+   * `disconnected`) is emitted synchronously, unless a stop is under way. Resolves once connected, or when the run ends without an error
    * first (stopped, disposed, or a connection lost while this start waited); rejects with the CallError if it
    * fails. Calling it while a run is under way joins that run; after a lost connection it connects again;
    * while a stop is under way it starts again once stopped, unless stop() is called again meanwhile.
    */
   async start(): Promise<void> {
-    if (this.actor.getSnapshot().hasTag("disposed")) throw new Error("This Connection has been disposed of");
+    const now = this.actor.getSnapshot();
+    if (now.hasTag("disposed")) throw new Error("This Connection has been disposed of");
+    if (now.status === "error") throw toCallError(now.error);
     this.logger.debug("start");
-    if (this.actor.getSnapshot().status !== "active") return;
+    if (now.status !== "active") return;
     this.actor.send({ type: "START" });
     const outcome = await this.until((s) => s.hasTag("settled"));
     if (outcome.status === "error") throw toCallError(outcome.error);

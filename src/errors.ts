@@ -127,9 +127,18 @@ export function isCallError(value: unknown): value is CallError {
   return value instanceof CallError;
 }
 
-/** Wraps anything that is not already a CallError as an UnknownCallError. */
+const wrappers = new WeakMap<object, UnknownCallError>();
+
+/**
+ * Wraps anything that is not already a CallError as an UnknownCallError: the same wrapper each time for the same
+ * object, so that state$ shows one failure once and start() rejects with what state$ shows.
+ */
 export function toCallError(value: unknown): CallError {
-  return isCallError(value) ? value : new UnknownCallError(value);
+  if (isCallError(value)) return value;
+  if (typeof value !== "object" || value === null) return new UnknownCallError(value);
+  let wrapper = wrappers.get(value);
+  if (!wrapper) wrappers.set(value, (wrapper = new UnknownCallError(value)));
+  return wrapper;
 }
 
 /** The fields of livekit-client's `ConnectionError` this package reads. */

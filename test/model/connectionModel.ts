@@ -17,7 +17,7 @@ const connectFailures = {
   CONNECT_FAIL_UNKNOWN: "Failed_Unknown",
 } as const;
 
-const startAgain = { START: "RequestingOpenIdToken", STOP: "Stopped" } as const;
+const startAgain = { START: "RequestingOpenIdToken", STOP: "Stopping" } as const;
 
 /** The model's states and their events, typed as written so that the executors can be checked against them. */
 const states = {
@@ -126,7 +126,7 @@ const states = {
   Stopped: {
     on: { START: "RequestingOpenIdToken", STOP: "Stopped", DISPOSE: "Disposed" },
   },
-  Failed_OpenIdError: { on: { ...startAgain, DISPOSE: "Disposed" } },
+  Failed_OpenIdError: { on: { ...startAgain, DISPOSE: "StoppingThenDispose" } },
   Failed_InsufficientCapacity: { on: startAgain },
   Failed_RoomCreationRestricted: { on: startAgain },
   Failed_PeerConnectionTimeout: { on: startAgain },

@@ -1,5 +1,6 @@
 import { ConnectionError } from "livekit-client";
-import { fromPromise } from "xstate";
+import { RoomEvent } from "livekit-client";
+import { fromCallback, fromPromise } from "xstate";
 import {
   Connection,
   ConnectionState,
@@ -12,6 +13,7 @@ import {
   FailToGetOpenIdToken,
   InsufficientCapacityError,
   SFURoomCreationRestrictedError,
+  UnknownCallError,
   type CallError,
 } from "../../src";
 import { FakeRoom, flush } from "../support/fakeRoom";
@@ -31,6 +33,7 @@ import {
 } from "../support/harness";
 import { LoopbackServer, hang, sendJson, type Handler } from "../support/loopbackServer";
 import { makeLivekitJwt } from "../support/tokens";
+import { waitUntil } from "../support/waitUntil";
 
 let server: LoopbackServer;
 beforeAll(async () => {
@@ -436,5 +439,82 @@ describe("start() and stop() always settle", () => {
     h.connection.actor.stop();
     await expect(started).resolves.toBeUndefined();
     await expect(h.connection.stop()).resolves.toBeUndefined();
+  });
+});
+
+describe("the facade follows the chart, however it is driven", () => {
+  test("a start() called by a state$ subscriber that sees a failure settles on the new run, not the old failure", async () => {
+    const h = makeConnection(server);
+    h.room.autoConnect = ConnectionError.timeout("room connection has timed out (signal)");
+    let retried: Promise<void> | undefined;
+    h.connection.state$.subscribe((s) => {
+      if (s instanceof Error && !retried) {
+        h.room.autoConnect = "succeed";
+        retried = h.connection.start();
+      }
+    });
+    await expect(h.connection.start()).rejects.toThrow("Connection timeout");
+    await expect(retried).resolves.toBeUndefined();
+    expect(h.connection.state$.value).toBe(LivekitConnected);
+    await h.connection.stop();
+  });
+
+  test("a stop() called by a state$ subscriber that sees connected resolves at Stopped", async () => {
+    const h = makeConnection(server);
+    h.room.autoConnect = "succeed";
+    let stopped: Promise<unknown> | undefined;
+    h.connection.state$.subscribe((s) => {
+      if (s === LivekitConnected && !stopped) {
+        stopped = h.connection.stop().then(() => h.connection.actor.getSnapshot().value);
+      }
+    });
+    await h.connection.start();
+    await expect(stopped).resolves.toBe("Stopped");
+  });
+
+  test("a stop after a failure still disconnects the room, as Element Call's stop() does", async () => {
+    const h = makeConnection(server);
+    h.room.autoConnect = ConnectionError.notAllowed("requested room does not exist", 404);
+    await h.connection.start().catch(() => {});
+    await h.connection.stop();
+    expect(h.room.disconnectCalls).toBe(1);
+    expect(h.connection.state$.value).toBe(Stopped);
+  });
+
+  test("DISPOSE sent to the actor directly completes the observables and lets go of the room", async () => {
+    const h = makeConnection(server);
+    h.room.autoConnect = "succeed";
+    await h.connection.start();
+    let completed = 0;
+    h.connection.state$.subscribe({ complete: () => completed++ });
+    h.connection.remoteParticipants$.subscribe({ complete: () => completed++ });
+    h.connection.actor.send({ type: "DISPOSE" });
+    await waitUntil(() => completed === 2, "both observables to complete");
+    expect(h.connection.actor.getSnapshot().value).toBe("Disposed");
+    expect(h.states.at(-1)).toBe(Stopped);
+    expect(h.room.disconnectCalls).toBe(1);
+    expect(h.room.listenerCount(RoomEvent.ParticipantConnected)).toBe(0);
+    await expect(h.connection.start()).rejects.toThrow(/disposed/);
+  });
+
+  test("an actor of one's own that crashes the machine shows as an error on state$, not as an uncaught exception", async () => {
+    const machine = connectionMachine.provide({
+      actors: {
+        ...connectionActors,
+        watchRoom: fromCallback(() => {
+          throw new Error("watcher broke");
+        }),
+      },
+    });
+    const h = makeConnection(server, { machine });
+    let completed = false;
+    h.connection.state$.subscribe({ complete: () => (completed = true) });
+    const error = await h.connection.start().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(UnknownCallError);
+    expect((error as Error).cause).toEqual(new Error("watcher broke"));
+    expect(h.connection.state$.value).toBe(error);
+    expect(completed).toBe(true);
+    expect(h.logger.lines.join("\n")).toMatch(/error .*the connection machine crashed/);
+    await expect(h.connection.start()).rejects.toBe(error);
   });
 });

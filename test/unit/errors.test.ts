@@ -10,6 +10,7 @@ import {
   SFURoomCreationRestrictedError,
   UnknownCallError,
   mapConnectError,
+  toCallError,
 } from "../../src";
 
 describe("mapConnectError (livekit-client's own ConnectionError factories)", () => {
@@ -120,5 +121,18 @@ describe("error classes", () => {
     expect(error.localisedTitle).toBe(title);
     expect(error.localisedMessage).toEqual(expect.any(String));
     expect(error.name).toBe(error.constructor.name);
+  });
+});
+
+describe("toCallError", () => {
+  test("keeps a CallError, and wraps the same other error in the same UnknownCallError each time", () => {
+    const capacity = new InsufficientCapacityError();
+    expect(toCallError(capacity)).toBe(capacity);
+    const plain = new Error("from an actor of one's own");
+    const wrapped = toCallError(plain);
+    expect(wrapped).toBeInstanceOf(UnknownCallError);
+    expect(wrapped.cause).toBe(plain);
+    expect(toCallError(plain)).toBe(wrapped); // so state$ shows it once, and start() rejects with what it shows
+    expect(toCallError("text")).toBeInstanceOf(UnknownCallError);
   });
 });
