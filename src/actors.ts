@@ -11,8 +11,8 @@ import type {
 } from "../machines/connection.machine";
 import { FailToGetOpenIdToken, mapConnectError } from "./errors";
 import { describe } from "./retry";
-import { Secret, reveal, scrubSecrets } from "./secret";
-import { requestSFUConfig } from "./authService";
+import { Secret, reveal } from "./secret";
+import { checkServiceUrl, requestSFUConfig } from "./authService";
 import { requestOpenIdToken } from "./openId";
 import type { ConnectionActorOptions, TimeoutOptions } from "./types";
 
@@ -79,7 +79,9 @@ const ROOM_STATES: ReadonlySet<string> = new Set<RoomConnectionState>([
 export const connectionActors = {
   requestOpenIdToken: fromPromise<Secret<OpenIDToken>, ActorInput>(async ({ input, signal }) => {
     try {
-      const { client, retry, timeouts, logger } = connectionDepsOf(input);
+      const { client, retry, timeouts, logger, transport, allowInsecureTransport } = connectionDepsOf(input);
+      // No OpenID token is asked for on behalf of a service it would not be sent to.
+      checkServiceUrl(transport.livekit_service_url, allowInsecureTransport);
       const token = await withinTime(signal, timeouts.openIdTokenMs, "The OpenID token request", (s) =>
         requestOpenIdToken(client, { retry, signal: s, logger }),
       );
@@ -120,7 +122,7 @@ export const connectionActors = {
     try {
       await room.connect(input.url, jwt);
     } catch (e) {
-      throw mapConnectError(scrubSecrets(e, [jwt]));
+      throw mapConnectError(e, jwt);
     }
   }),
 

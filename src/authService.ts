@@ -23,6 +23,11 @@ export const CALL_SLOT_ID = "m.call#ROOM";
 
 const MAX_BODY_IN_ERROR = 300;
 
+/** The auth service's URL, if the OpenID token may be sent there (see checkTransportUrl). */
+export function checkServiceUrl(serviceUrl: string, allowInsecureTransport = false): URL {
+  return checkTransportUrl(serviceUrl, "The auth service URL", "http", allowInsecureTransport);
+}
+
 /** A failure talking to the auth service: HTTP status, Matrix `errcode` and the start of the body. */
 export class SFUConfigError extends Error {
   override readonly name = "SFUConfigError";
@@ -136,7 +141,7 @@ export async function requestSFUConfig(
   const signal = options.signal ?? new AbortController().signal;
   const logger = options.logger ?? silentLogger;
   const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
-  const base = checkTransportUrl(serviceUrl, "The auth service URL", "http", options.allowInsecureTransport).href;
+  const base = checkServiceUrl(serviceUrl, options.allowInsecureTransport).href;
   const endpoint = (path: string): string => base.replace(/\/+$/, "") + path;
   const secret = openIdToken.access_token;
 
@@ -193,8 +198,6 @@ export async function requestSFUConfig(
   return withRetry("SFU config request", attempt, { retry: options.retry, signal, logger });
 }
 
-export type GetSFUConfigOptions = SFUConfigRequestOptions;
-
 /**
  * The whole fetch: an OpenID token from the homeserver, then the SFU config from the auth service at
  * `serviceUrl` for the Matrix room `roomId`. Every failure is a `FailToGetOpenIdToken` whose `cause` says what
@@ -205,9 +208,11 @@ export async function getSFUConfigWithOpenID(
   membership: CallMembershipIdentityParts,
   serviceUrl: string,
   roomId: string,
-  options: GetSFUConfigOptions = {},
+  options: SFUConfigRequestOptions = {},
 ): Promise<SFUConfig> {
   try {
+    // No OpenID token is asked for on behalf of a service it would not be sent to.
+    checkServiceUrl(serviceUrl, options.allowInsecureTransport);
     const token = await requestOpenIdToken(client, options);
     return await requestSFUConfig(token, membership, serviceUrl, roomId, options);
   } catch (e) {

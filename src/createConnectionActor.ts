@@ -58,7 +58,12 @@ export function checkConnectionOptions(o: Omit<ConnectionActorOptions, "room">):
       ownMembershipIdentity: o.ownMembershipIdentity,
       fetch: o.fetch,
       retry: o.retry,
-      timeouts: { ...DEFAULT_TIMEOUTS, ...o.timeouts },
+      // `??`, not a spread: an option given as undefined means "the default".
+      timeouts: {
+        openIdTokenMs: o.timeouts?.openIdTokenMs ?? DEFAULT_TIMEOUTS.openIdTokenMs,
+        sfuConfigMs: o.timeouts?.sfuConfigMs ?? DEFAULT_TIMEOUTS.sfuConfigMs,
+        disconnectMs: o.timeouts?.disconnectMs ?? DEFAULT_TIMEOUTS.disconnectMs,
+      },
       allowInsecureTransport,
     },
   };

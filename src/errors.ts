@@ -1,5 +1,6 @@
 import { ConnectionErrorReason, DisconnectReason } from "livekit-client";
 import type { CallErrorName } from "../machines/connection.machine";
+import { scrubSecrets } from "./secret";
 
 /** Machine-readable error codes, the same strings Element Call uses. */
 export enum ErrorCode {
@@ -165,9 +166,12 @@ function statusOf(e: ConnectionErrorLike): number | undefined {
 
 /**
  * Maps a failure of `room.connect()` to a CallError. Decides on `reason` (numeric), never on `reasonName`,
- * which livekit-client does not update when it re-wraps signal errors.
+ * which livekit-client does not update when it re-wraps signal errors. Pass the JWT the connect was given:
+ * LiveKit's 401 body quotes it, and livekit-client puts that body in the error's message; it is scrubbed from
+ * the error and its causes before they travel on to state$, logs and inspection events.
  */
-export function mapConnectError(e: unknown): CallError {
+export function mapConnectError(e: unknown, jwt?: string): CallError {
+  if (jwt !== undefined) scrubSecrets(e, [jwt]);
   if (isCallError(e)) return e;
   if (!isConnectionError(e)) return new UnknownCallError(e);
   const status = statusOf(e);

@@ -36,7 +36,6 @@ export {
   SFUConfigError,
   getSFUConfigWithOpenID,
   requestSFUConfig,
-  type GetSFUConfigOptions,
   type SFUConfigRequestOptions,
 } from "./authService";
 export { decodeLivekitJwt } from "./livekitJwt";

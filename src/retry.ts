@@ -91,7 +91,8 @@ export async function withRetry<T>(
   operation: (attempt: number) => Promise<T>,
   options: { retry?: RetryOptions; signal: AbortSignal; logger: Logger },
 ): Promise<T> {
-  const { maxAttempts, initialDelayMs } = { ...DEFAULT_RETRY, ...options.retry };
+  const maxAttempts = options.retry?.maxAttempts ?? DEFAULT_RETRY.maxAttempts;
+  const initialDelayMs = options.retry?.initialDelayMs ?? DEFAULT_RETRY.initialDelayMs;
   for (let attempt = 0; ; attempt++) {
     options.signal.throwIfAborted();
     try {

@@ -136,3 +136,13 @@ describe("toCallError", () => {
     expect(toCallError("text")).toBeInstanceOf(UnknownCallError);
   });
 });
+
+test("mapConnectError scrubs the JWT it is given from the error it maps (LiveKit's 401 body quotes it)", () => {
+  const jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJtZSJ9.c2lnbmF0dXJlLW9mLXRoZS1qd3Q";
+  const mapped = mapConnectError(
+    ConnectionError.notAllowed(`invalid token: ${jwt}, error: signature is invalid`, 401),
+    jwt,
+  );
+  expect(mapped).toBeInstanceOf(LivekitConnectionError);
+  expect(String((mapped.cause as Error).message)).toBe("invalid token: [redacted], error: signature is invalid");
+});
