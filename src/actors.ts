@@ -22,7 +22,7 @@ export const DEFAULT_TIMEOUTS: Required<TimeoutOptions> = {
   disconnectMs: 10_000,
 };
 
-/** A phase that ran out of time. */
+/** A phase that ran out of time (named like the DOMException a timed-out `AbortSignal.timeout()` gives). */
 export class PhaseTimeoutError extends Error {
   override readonly name = "TimeoutError";
 }

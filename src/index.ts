@@ -10,6 +10,7 @@ export {
   type RequestSFUConfigInput,
   type OpenIDToken,
   type RoomConnectionState,
+  type Sealed,
   type SFUCredentials,
 } from "../machines/connection.machine";
 export { createConnectionActor, type ConnectionActorOptions } from "./createConnectionActor";
