@@ -31,7 +31,7 @@ const STEP_TIMEOUT_MS = 5000;
 // ---------------------------------------------------------------------------------------------------------------
 // The system under test, one per path.
 
-let server: LoopbackServer;
+const server = LoopbackServer.forThisFile();
 /** Requests the executors answer when the model says so, per path. */
 let held: { openId: HeldRequests; getToken: HeldRequests; sfuGet: HeldRequests };
 let h: Harness | undefined;
@@ -284,13 +284,7 @@ const executors: Record<ModelEvent, () => void | Promise<void>> = {
 const model = createTestModel(connectionModel);
 const paths = model.getShortestPaths();
 
-beforeAll(async () => {
-  server = await LoopbackServer.start();
-});
-afterAll(() => server.close());
-
 beforeEach(() => {
-  server.reset();
   held = { openId: server.hold(OPENID_PATH), getToken: server.hold(GET_TOKEN_PATH), sfuGet: server.hold(SFU_GET_PATH) };
   h = undefined;
   recording = true;

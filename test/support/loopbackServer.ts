@@ -57,17 +57,36 @@ export class LoopbackServer {
   private readonly fallback = new Map<string, Handler>();
   private abortWaiters: (() => void)[] = [];
 
-  private constructor(
-    private readonly server: Server,
-    readonly url: string,
-  ) {}
+  private readonly server: Server = createServer((req, res) => this.dispatch(req, res));
+  private origin: string | undefined;
+
+  /** `http://127.0.0.1:<port>`, once listening. */
+  get url(): string {
+    if (!this.origin) throw new Error("the loopback server is not listening yet");
+    return this.origin;
+  }
 
   static async start(): Promise<LoopbackServer> {
-    const server = createServer((req, res) => self.dispatch(req, res));
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const { port } = server.address() as AddressInfo;
-    const self = new LoopbackServer(server, `http://127.0.0.1:${port}`);
+    const self = new LoopbackServer();
+    await self.listen();
     return self;
+  }
+
+  /**
+   * The server of a test file: listening before its first test, its routes and records cleared before each
+   * test (before the file's own beforeEach), closed after the last.
+   */
+  static forThisFile(): LoopbackServer {
+    const self = new LoopbackServer();
+    beforeAll(() => self.listen());
+    beforeEach(() => self.reset());
+    afterAll(() => self.close());
+    return self;
+  }
+
+  private async listen(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
+    this.origin = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
   /** Answers the next request to `path` with `handler` (queued, first in first out). */

@@ -35,13 +35,8 @@ import { LoopbackServer, hang, sendJson, type Handler } from "../support/loopbac
 import { makeLivekitJwt } from "../support/tokens";
 import { waitUntil } from "../support/waitUntil";
 
-let server: LoopbackServer;
-beforeAll(async () => {
-  server = await LoopbackServer.start();
-});
-afterAll(() => server.close());
+const server = LoopbackServer.forThisFile();
 beforeEach(() => {
-  server.reset();
   server.always(OPENID_PATH, answer.openId).always(GET_TOKEN_PATH, answer.sfuConfig);
 });
 

@@ -24,13 +24,8 @@ import {
 } from "../support/harness";
 import { LoopbackServer } from "../support/loopbackServer";
 
-let server: LoopbackServer;
-beforeAll(async () => {
-  server = await LoopbackServer.start();
-});
-afterAll(() => server.close());
+const server = LoopbackServer.forThisFile();
 beforeEach(() => {
-  server.reset();
   server.always(OPENID_PATH, answer.openId).always(GET_TOKEN_PATH, answer.sfuConfig);
 });
 

@@ -27,14 +27,11 @@ import { LoopbackServer, hang, sendJson, type Handler } from "../support/loopbac
 import { ACCESS_TOKEN, makeLivekitJwt, openIdToken } from "../support/tokens";
 import { waitUntil } from "../support/waitUntil";
 
-let server: LoopbackServer;
+const server = LoopbackServer.forThisFile();
 let serviceUrl: string;
-beforeAll(async () => {
-  server = await LoopbackServer.start();
+beforeAll(() => {
   serviceUrl = server.url + SERVICE_PATH;
 });
-afterAll(() => server.close());
-beforeEach(() => server.reset());
 
 const membership = { userId: USER_ID, deviceId: DEVICE_ID, memberId: MEMBER_ID };
 const fastRetry = { maxAttempts: 5, initialDelayMs: 20 };

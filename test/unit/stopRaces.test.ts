@@ -9,12 +9,7 @@ import { LoopbackServer, hang } from "../support/loopbackServer";
 import { openIdToken } from "../support/tokens";
 import { waitUntil } from "../support/waitUntil";
 
-let server: LoopbackServer;
-beforeAll(async () => {
-  server = await LoopbackServer.start();
-});
-afterAll(() => server.close());
-beforeEach(() => server.reset());
+const server = LoopbackServer.forThisFile();
 
 const { Initialized, FetchingConfig, Stopped, LivekitDisconnected, LivekitConnecting, LivekitConnected } =
   ConnectionState;
