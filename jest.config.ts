@@ -15,7 +15,8 @@ const config: Config = {
     {
       // Browser end-to-end tests against a real loopback Synapse + LiveKit + jwt service (test/e2e/README.md).
       // Its globalSetup installs/starts the stack, bundles the test page and launches Chromium. The scenarios
-      // share one browser and one stack, so they live in one file and run serially.
+      // (test/e2e/scenarios/, a file per family) share one browser and one stack, so one test file runs them all,
+      // one after the other.
       ...common,
       displayName: "e2e",
       testMatch: ["<rootDir>/test/e2e/**/*.e2e.test.ts"],

@@ -1,0 +1,75 @@
+/**
+ * What the e2e scenario files share: the one `E2e` session (browser, stack, users) of the run, `scenario()`
+ * (a test whose failure carries the browser consoles and the stack's log lines), the expected state sequences,
+ * and the helpers that connect a user and ask LiveKit who is in a room.
+ */
+import type { Recording } from "../page/api";
+import { E2e, pollUntil, stateNames, timeOf, type ConnectionHandle, type UserPage, type Variant } from "./fixtures";
+
+export const e2e = new E2e();
+/** start() → connected of the scenarios that connect normally, printed after the run. */
+export const timings: { test: string; startToConnectedMs: number }[] = [];
+
+/** A test whose failure message carries the browser consoles and the stack's log lines of the test. */
+export function scenario(name: string, body: () => Promise<void>): void {
+  test(name, async () => {
+    e2e.beginTest();
+    try {
+      await body();
+    } catch (e) {
+      if (e instanceof Error) e.message += `\n\n${e2e.report()}`;
+      throw e;
+    } finally {
+      await e2e.endTest();
+    }
+  });
+}
+
+export const HAPPY = ["Initialized", "FetchingConfig", "disconnected", "connecting", "connected"];
+/** The sequence of a connect that the SFU (or livekit-client) refuses: HAPPY up to `connecting`, then `error`. */
+export const refusedAtConnect = (error: string): string[] => [...HAPPY.slice(0, 4), error];
+/** livekit-client 2.23.0's error when the /rtc upgrade fails and /rtc/validate says nothing it recognises. */
+export const WEBSOCKET_ERROR =
+  "ConnectionError(reason=6 (WebSocket), reasonName=ServerUnreachable): " +
+  "could not establish signal connection: Encountered websocket error during connection establishment";
+/** How long LiveKit may take to drop a participant that left (bounded poll). */
+const SFU_LEAVE_TIMEOUT_MS = 30_000;
+
+export function recordTiming(test: string, rec: Recording, nth = 0): void {
+  const connectedAt = timeOf(rec, "connected", nth);
+  const startedAt = rec.starts[nth]?.calledAt;
+  if (connectedAt !== undefined && startedAt !== undefined) {
+    timings.push({ test, startToConnectedMs: connectedAt - startedAt });
+  }
+}
+
+/** Connects `u` to the call `roomId` on the main variant and checks the happy-path sequence. */
+export async function connect(
+  u: UserPage,
+  roomId: string,
+  test: string,
+): Promise<{ c: ConnectionHandle; rec: Recording }> {
+  const c = await u.connection({ roomId });
+  expect(await c.start()).toEqual({ outcome: "resolved" });
+  const rec = await c.recording();
+  expect(stateNames(rec)).toEqual(HAPPY);
+  expect(rec.roomState).toBe("connected");
+  recordTiming(test, rec);
+  return { c, rec };
+}
+
+/** Polls LiveKit until it lists exactly `identities` in `alias`; returns how long that took. */
+export async function expectSFUParticipants(
+  alias: string,
+  identities: string[],
+  variant: Variant = "main",
+): Promise<number> {
+  const want = [...identities].sort();
+  const r = await pollUntil(
+    () => e2e.sfuParticipants(alias, variant),
+    (ps) => ps.join() === want.join(),
+    { timeoutMs: SFU_LEAVE_TIMEOUT_MS },
+  );
+  expect(r.value).toEqual(want);
+  return r.elapsedMs;
+}
