@@ -14,12 +14,8 @@ export function refusalScenarios(): void {
     expect(stateNames(rec)).toEqual(refusedAtConnect("Error:SFURoomCreationRestrictedError/SFU_ERROR"));
     const err = rec.states.at(-1)!;
     expect(err).toMatchObject({ message: "Failed to create call" });
-    // livekit-client's own error as the page saw it. The references (backend.md §1.5, element-call.md §6.3) say
-    // `ConnectionError.notAllowed(body, 404)`. Observed with livekit-client 2.23.0 + livekit-server 1.13.5: the WS
-    // upgrade to /rtc/v1 gets 404, /rtc/v1/validate gets 404 "requested room does not exist", handleConnectionError
-    // makes notAllowed(…, 404), and Room.connect re-wraps it as serverUnreachable("could not establish signal
-    // connection: requested room does not exist") with reason NotAllowed (0) and status 404 copied over, but
-    // `reasonName` left at "ServerUnreachable". The mapping to SFURoomCreationRestrictedError goes by status 404.
+    // livekit-client's own error as the page saw it; how it differs from the references: README.md, "Where the
+    // real servers differ" 1.
     expect("cause" in err && err.cause).toBe(
       "ConnectionError(reason=0 (NotAllowed), reasonName=ServerUnreachable, status=404): " +
         "could not establish signal connection: requested room does not exist",
@@ -43,9 +39,7 @@ export function refusalScenarios(): void {
       const rec = await c.recording();
       expect(stateNames(rec)).toEqual(OPENID_FAILED);
       expect(rec.states.at(-1)).toMatchObject({ message: "Something went wrong" });
-      // /get_token answers 401 M_UNAUTHORIZED, and its failure decides: no retry. (The legacy /sfu/get, which the
-      // client also tries, gets 500 M_LOOKUP_FAILED from the stand-in: v0.4.4's answer, where backend.md says
-      // v0.5.0 answers 401. See README.md.)
+      // /get_token answers 401 M_UNAUTHORIZED, and its failure decides: no retry (/sfu/get's answer: README.md 7).
       const cause = (rec.states.at(-1) as { cause?: string }).cause;
       expect(cause).toMatch(
         /^SFUConfigError\(httpStatus=401\): POST http:\/\/127\.0\.0\.1:\d+\/get_token answered 401 M_UNAUTHORIZED/,
@@ -101,10 +95,7 @@ export function refusalScenarios(): void {
         const b = await bob.connection({ roomId, variant: "full" });
         expect(await b.start()).toEqual({ outcome: "rejected", error: "LivekitConnectionError" });
         const rec = await b.recording();
-        // backend.md §1.5/§7.4 expect 101 + LeaveRequest(JOIN_FAILURE), which Element Call maps to
-        // InsufficientCapacityError. Observed (livekit-server 1.13.5, livekit-client 2.23.0): the /rtc/v1 upgrade
-        // answers HTTP 500 "connection closed by media", /rtc/v1/validate answers 200, so livekit-client keeps its
-        // WebSocket error, without a status: nothing tells "room full" apart from any other WebSocket failure.
+        // Not a LeaveRequest(JOIN_FAILURE) as the references expect: README.md, "Where the real servers differ" 2.
         expect(stateNames(rec)).toEqual(refusedAtConnect("Error:LivekitConnectionError/SFU_ERROR"));
         expect((rec.states.at(-1) as { cause?: string }).cause).toBe(WEBSOCKET_ERROR);
         const alias = (await a.recording()).livekitAlias!;
@@ -136,9 +127,7 @@ export function refusalScenarios(): void {
         );
         await new Promise((r) => setTimeout(r, 3000)); // LiveKit refreshes its node stats every 2 s
 
-        // Through the jwt service. backend.md §1.5 expects the 503 on /rtc, but the node limit also fails the jwt
-        // service's CreateRoom (twirp 500 "reached configured limit for node", even for the existing room), so a
-        // full-access user never gets a token: the stand-in answers 500 M_UNKNOWN "Unable to create room on SFU".
+        // Through the jwt service: its CreateRoom fails at the node limit, so no token (README.md 3).
         const b1 = await bob.connection({ roomId, variant: "limited", retry: { maxAttempts: 2, initialDelayMs: 50 } });
         expect(await b1.start()).toEqual({ outcome: "rejected", error: "FailToGetOpenIdToken" });
         const rb1 = await b1.recording();
@@ -147,10 +136,8 @@ export function refusalScenarios(): void {
           /answered 500 M_UNKNOWN: Unable to create room on SFU/,
         );
 
-        // With a token of our own (Element Call's existingSFUConfig path; no CreateRoom). LiveKit answers 503
-        // "node has exceeded its configured limit" on /rtc/v1 and /rtc/v1/validate, as backend.md §1.5 says, but
-        // livekit-client 2.23.0's handleConnectionError only looks at 404/401/403 and otherwise returns the
-        // WebSocket error it had, without the status: the 503 → InsufficientCapacityError mapping cannot fire.
+        // With a token of our own (Element Call's existingSFUConfig path; no CreateRoom): LiveKit's 503 does not
+        // reach the client's mapping (README.md 3).
         const identity = `e2e-direct-${Date.now()}`;
         const { livekit_api_key: key, livekit_api_secret: secret, livekit } = e2e.env.stack;
         const token = new AccessToken(key, secret, { identity, ttl: "10m" });
@@ -205,10 +192,8 @@ export function refusalScenarios(): void {
         try {
           const u = await e2e.newUser();
           const c = await u.connection({ roomId: e2e.roomId(), serviceUrl: jwt.url });
-          // element-call.md §1.5 (and the issue) expect InsufficientCapacityError for a 429. Observed with
-          // livekit-client 2.23.0: the upgrade fails, validate answers 429, and handleConnectionError looks only at
-          // 404/401/403, so it returns the WebSocket error it had, without the status (as for f1's 500 and f2's
-          // 503): LivekitConnectionError. No retry: one upgrade and one validate request.
+          // Not InsufficientCapacityError as the references expect (README.md 9). No retry: one upgrade and one
+          // validate request.
           expect(await c.start()).toEqual({ outcome: "rejected", error: "LivekitConnectionError" });
           const rec = await c.recording();
           expect(stateNames(rec)).toEqual(refusedAtConnect("Error:LivekitConnectionError/SFU_ERROR"));

@@ -32,11 +32,8 @@ export function sfuEventScenarios(): void {
           (ss) => ss.length > HAPPY.length && ss.at(-1) === "disconnected",
           { timeoutMs: 30_000, intervalMs: 100 },
         );
-        // The issue expects `reconnecting`/`signalReconnecting`. Observed: only `signalReconnecting`. The signal
-        // WebSocket closes at once; livekit-client resumes (signal only) and each failed resume is a
-        // SignalReconnectError, which does not escalate to a full restart (`reconnecting`). When the policy gives
-        // up, the Room emits Disconnected without a reason. (With livekit-client's DefaultReconnectPolicy, a manual
-        // run showed `reconnecting` ≈ 15 s in and `disconnected` after ≈ 40 s: README.md.)
+        // Only `signalReconnecting`, then `disconnected` without a reason: README.md, "Where the real servers
+        // differ" 10.
         expect(lost.value).toEqual([...HAPPY, "signalReconnecting", "disconnected"]);
         const recLost = await c.recording();
         expect(recLost.roomEvents.map((e) => e.event)).toEqual(["signalReconnecting", "disconnected(no reason)"]);
@@ -87,9 +84,8 @@ export function sfuEventScenarios(): void {
       expect(r2.localIdentity).toBe(r1.localIdentity); // same (user, device, memberId) → same LiveKit identity
       expect(r2.livekitAlias).toBe(alias);
 
-      // LiveKit's duplicate-identity rule: the second join removes the first participant, which gets a
-      // LeaveRequest(DUPLICATE_IDENTITY). Its state$ shows a lost connection (`disconnected`), not an error; no
-      // reconnect is attempted.
+      // The second join removes the first participant (LeaveRequest(DUPLICATE_IDENTITY)): a lost connection, not
+      // an error, and no reconnect (README.md 11).
       const kicked = await pollUntil(
         async () => stateNames(await first.recording()),
         (ss) => ss.length > HAPPY.length,
