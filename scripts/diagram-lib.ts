@@ -1,6 +1,7 @@
 /**
- * Pure, deterministic generators of diagrams for an XState v5 machine: a Mermaid `stateDiagram-v2` source and a
- * Graphviz DOT source, both made by walking `machine.root` (no I/O, no xstate import, no clock).
+ * Pure, deterministic generators of diagrams for the connection machine: a Mermaid `stateDiagram-v2` source and a
+ * Graphviz DOT source, both made from its state nodes, walked once with `xstate/graph`'s `getStateNodes` (no I/O,
+ * no clock). What the machine does not use (parallel and history states, guard combinators) is not drawn.
  *
  * Conventions shared by both outputs:
  * - States and compound states are emitted in definition order; a state's transitions are ordered by event type
@@ -22,31 +23,11 @@
  *   targetless self-loops dashed; edges back to a state defined earlier don't constrain the ranking.
  */
 
-/** The parts of an XState v5 `StateNode` that the diagrams use. */
-export interface DiagramStateNode {
-  readonly key: string;
-  readonly id: string;
-  readonly type: string;
-  readonly description?: string | undefined;
-  readonly states: Readonly<Record<string, DiagramStateNode>>;
-  /** v5: an initial transition (`{ target: StateNode[] }`); a plain state key is accepted too. */
-  readonly initial?: unknown;
-  readonly history?: unknown;
-  readonly transitions: ReadonlyMap<string, readonly DiagramTransition[]>;
-  readonly always?: readonly DiagramTransition[] | undefined;
-}
+import type { AnyStateMachine, AnyStateNode } from "xstate";
+import { getStateNodes } from "xstate/graph";
 
-/** The parts of an XState v5 `TransitionDefinition` that the diagrams use. */
-export interface DiagramTransition {
-  readonly target?: readonly DiagramStateNode[] | undefined;
-  readonly guard?: unknown;
-  readonly reenter?: boolean;
-  readonly actions?: readonly unknown[];
-}
-
-export interface DiagramMachine {
-  readonly root: DiagramStateNode;
-}
+export type DiagramStateNode = AnyStateNode;
+export type DiagramMachine = Pick<AnyStateMachine, "root">;
 
 /** One drawn edge: a transition candidate towards one of its targets (or towards its source when targetless). */
 export interface DiagramEdge {
@@ -82,41 +63,26 @@ export interface DotOptions {
 
 const compareStrings = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
-const childrenOf = (node: DiagramStateNode): DiagramStateNode[] => Object.values(node.states ?? {});
+const childrenOf = (node: DiagramStateNode): DiagramStateNode[] => Object.values(node.states);
 
-/** Every state node below the root (the root excluded), depth-first in definition order. */
-export function allStates(machine: DiagramMachine): DiagramStateNode[] {
-  const out: DiagramStateNode[] = [];
-  const visit = (node: DiagramStateNode): void => {
-    for (const child of childrenOf(node)) {
-      out.push(child);
-      visit(child);
-    }
-  };
-  visit(machine.root);
-  return out;
-}
-
-const isCompound = (node: DiagramStateNode): boolean => childrenOf(node).length > 0;
+const isCompound = (node: DiagramStateNode): boolean => node.type === "compound";
 
 /** The initial child of a compound state, if any. */
-export function initialChild(node: DiagramStateNode): DiagramStateNode | undefined {
-  const initial = node.initial;
-  if (typeof initial === "string") return node.states[initial];
-  if (initial !== null && typeof initial === "object" && "target" in initial) {
-    const target = (initial as { target?: unknown }).target;
-    if (Array.isArray(target) && target.length > 0) return target[0] as DiagramStateNode;
-  }
-  return undefined;
-}
+const initialChild = (node: DiagramStateNode): DiagramStateNode | undefined => node.initial?.target[0];
 
-/** `xstate.done.actor.X` → `done: X`, `xstate.error.actor.X` → `error: X`, and a few more built-ins. */
+/** The compound states that contain `node`, innermost first. */
+const ancestorsOf = (node: DiagramStateNode): DiagramStateNode[] => {
+  const chain: DiagramStateNode[] = [];
+  for (let n = node.parent; n; n = n.parent) chain.push(n);
+  return chain;
+};
+
+/** `xstate.done.actor.X` → `done: X`, `xstate.error.actor.X` → `error: X`, delays, eventless transitions. */
 export function shortEventLabel(eventType: string): string {
   let m: RegExpExecArray | null;
   if (eventType === "") return "always";
   if ((m = /^xstate\.done\.actor\.(.+)$/.exec(eventType))) return `done: ${m[1]}`;
   if ((m = /^xstate\.error\.actor\.(.+)$/.exec(eventType))) return `error: ${m[1]}`;
-  if ((m = /^xstate\.done\.state\.(.+)$/.exec(eventType))) return `done state: ${m[1]}`;
   if ((m = /^xstate\.after\.([^.]+)\..+$/.exec(eventType)))
     return /^\d+$/.test(m[1]!) ? `after ${m[1]}ms` : `after ${m[1]}`;
   return eventType;
@@ -125,22 +91,10 @@ export function shortEventLabel(eventType: string): string {
 const valueText = (value: unknown): string =>
   typeof value === "string" ? value : typeof value === "function" ? "…" : (JSON.stringify(value) ?? String(value));
 
-/** Guard text without brackets: `name`, `name value` for params, `!g`, `a && b`, `a || b`, `in(state)`. */
+/** Guard text without brackets: `name`, or `name value` for a parameterised guard; `inline` for a function. */
 export function guardLabel(guard: unknown): string | undefined {
   if (guard === undefined || guard === null) return undefined;
   if (typeof guard === "string") return guard;
-  if (typeof guard === "function") {
-    const fn = guard as { name?: string; guards?: unknown[]; stateValue?: unknown };
-    if (Array.isArray(fn.guards)) {
-      const parts = fn.guards.map((g) => guardLabel(g) ?? "?");
-      const wrap = (s: string): string => (/[ &|]/.test(s) ? `(${s})` : s);
-      if (fn.name === "not") return `!${wrap(parts[0] ?? "?")}`;
-      if (fn.name === "and") return parts.map(wrap).join(" && ");
-      if (fn.name === "or") return parts.map(wrap).join(" || ");
-    }
-    if (fn.name === "stateIn" && fn.stateValue !== undefined) return `in(${valueText(fn.stateValue)})`;
-    return fn.name && fn.name !== "guard" ? fn.name : "inline";
-  }
   if (typeof guard === "object" && "type" in guard) {
     const { type, params } = guard as { type: unknown; params?: unknown };
     const name = String(type);
@@ -171,8 +125,8 @@ export function actionLabel(action: unknown): string {
 /** Every drawn edge, state by state (definition order), events sorted, candidates in priority order. */
 export function collectEdges(machine: DiagramMachine): DiagramEdge[] {
   const edges: DiagramEdge[] = [];
-  for (const source of allStates(machine)) {
-    const byEvent: [string, readonly DiagramTransition[]][] = [...(source.transitions ?? new Map()).entries()];
+  for (const source of getStateNodes(machine.root)) {
+    const byEvent = [...source.transitions.entries()];
     if (source.always && source.always.length > 0) byEvent.push(["", source.always]);
     byEvent.sort(([a], [b]) => compareStrings(a, b));
     for (const [eventType, candidates] of byEvent) {
@@ -211,42 +165,16 @@ const mermaidText = (text: string): string => text.replace(/\s+/g, " ").replace(
 /** A `%%` comment runs to the end of the line: only line breaks need care. */
 const mermaidComment = (text: string): string => text.replace(/\s+/g, " ").trim();
 
-const parentMap = (machine: DiagramMachine): Map<DiagramStateNode, DiagramStateNode> => {
-  const parents = new Map<DiagramStateNode, DiagramStateNode>();
-  const visit = (node: DiagramStateNode): void => {
-    for (const child of childrenOf(node)) {
-      parents.set(child, node);
-      visit(child);
-    }
-  };
-  visit(machine.root);
-  return parents;
-};
-
-const ancestorsOf = (
-  node: DiagramStateNode,
-  parents: ReadonlyMap<DiagramStateNode, DiagramStateNode>,
-): DiagramStateNode[] => {
-  const chain: DiagramStateNode[] = [];
-  for (let n: DiagramStateNode | undefined = parents.get(node); n; n = parents.get(n)) chain.push(n);
-  return chain;
-};
-
 /** The innermost compound state that contains both (strictly above each, unless one is the other's ancestor). */
-const commonContainer = (
-  a: DiagramStateNode,
-  b: DiagramStateNode,
-  parents: ReadonlyMap<DiagramStateNode, DiagramStateNode>,
-): DiagramStateNode | undefined => {
-  const aChain = ancestorsOf(a, parents);
-  const bChain = new Set(ancestorsOf(b, parents));
+const commonContainer = (a: DiagramStateNode, b: DiagramStateNode): DiagramStateNode | undefined => {
+  const aChain = ancestorsOf(a);
+  const bChain = new Set(ancestorsOf(b));
   return aChain.find((n) => bChain.has(n) && n !== a && n !== b);
 };
 
 export function toMermaid(machine: DiagramMachine, options: MermaidOptions = {}): string {
   const descriptions = options.descriptions ?? "comments";
   const root = machine.root;
-  const parents = parentMap(machine);
   const edges = collectEdges(machine);
 
   // Each edge is written in the block of the innermost composite containing both ends, after that block's states,
@@ -254,9 +182,7 @@ export function toMermaid(machine: DiagramMachine, options: MermaidOptions = {})
   const edgesByBlock = new Map<DiagramStateNode, DiagramEdge[]>();
   for (const edge of edges) {
     const block =
-      edge.source === edge.target
-        ? (parents.get(edge.source) ?? root)
-        : (commonContainer(edge.source, edge.target, parents) ?? root);
+      edge.source === edge.target ? (edge.source.parent ?? root) : (commonContainer(edge.source, edge.target) ?? root);
     const list = edgesByBlock.get(block) ?? [];
     list.push(edge);
     edgesByBlock.set(block, list);
@@ -270,16 +196,14 @@ export function toMermaid(machine: DiagramMachine, options: MermaidOptions = {})
   const writeBlock = (node: DiagramStateNode, indent: string): void => {
     const children = childrenOf(node);
     const initial = initialChild(node);
-    if (initial && node.type !== "parallel") lines.push(`${indent}[*] --> ${mermaidId(initial)}`);
-    children.forEach((child, i) => {
-      if (node.type === "parallel" && i > 0) lines.push(`${indent}--`);
+    if (initial) lines.push(`${indent}[*] --> ${mermaidId(initial)}`);
+    for (const child of children) {
       if (child.description && descriptions === "comments")
         lines.push(`${indent}%% ${mermaidComment(child.description)}`);
       if (child.description && descriptions === "notes") {
         notes.push(`  note right of ${mermaidId(child)}`, `    ${mermaidText(child.description)}`, "  end note");
       }
-      const label = child.type === "history" ? (child.history === "deep" ? "H*" : "H") : child.key;
-      const decl = `${indent}state "${mermaidText(label)}" as ${mermaidId(child)}`;
+      const decl = `${indent}state "${mermaidText(child.key)}" as ${mermaidId(child)}`;
       if (isCompound(child)) {
         lines.push(`${decl} {`);
         writeBlock(child, `${indent}  `);
@@ -287,7 +211,7 @@ export function toMermaid(machine: DiagramMachine, options: MermaidOptions = {})
       } else {
         lines.push(decl);
       }
-    });
+    }
     for (const child of children) if (child.type === "final") lines.push(`${indent}${mermaidId(child)} --> [*]`);
     for (const edge of edgesByBlock.get(node) ?? []) {
       lines.push(`${indent}${mermaidId(edge.source)} --> ${mermaidId(edge.target)} : ${mermaidText(edge.label)}`);
@@ -335,7 +259,6 @@ const clusterId = (node: DiagramStateNode): string => `cluster_${node.id}`;
 
 export function toDot(machine: DiagramMachine, options: DotOptions = {}): string {
   const root = machine.root;
-  const parents = parentMap(machine);
   const lines: string[] = [];
   const title = [`<B>${html(root.id)}</B>`];
   if (root.description) {
@@ -372,29 +295,24 @@ export function toDot(machine: DiagramMachine, options: DotOptions = {}): string
         const inner = `${indent}  `;
         lines.push(
           `${inner}label=<<B>${html(child.key)}</B>>; tooltip=${q(tooltip)}; fontsize=13; labeljust=l; margin=12;`,
-          `${inner}style="rounded${child.type === "parallel" ? ",dashed" : ""},filled"; fillcolor="#f8f9fb"; color="#7a8699";`,
+          `${inner}style="rounded,filled"; fillcolor="#f8f9fb"; color="#7a8699";`,
         );
         writeBlock(child, inner);
         lines.push(`${indent}}`);
       } else {
         const attrs = [`label=${q(child.key)}`, `tooltip=${q(tooltip)}`];
         if (child.type === "final") attrs.push("peripheries=2");
-        if (child.type === "history") {
-          attrs[0] = `label=${q(child.history === "deep" ? "H*" : "H")}`;
-          attrs.push("shape=circle", 'style="filled"');
-        }
         lines.push(`${indent}${q(child.id)} [${attrs.join(", ")}];`);
       }
     }
   };
   writeBlock(root, "  ");
 
-  const contains = (outer: DiagramStateNode, inner: DiagramStateNode): boolean =>
-    ancestorsOf(inner, parents).includes(outer);
+  const contains = (outer: DiagramStateNode, inner: DiagramStateNode): boolean => ancestorsOf(inner).includes(outer);
   // Definition order is taken as the intended flow. An edge to a state defined earlier, or to an ancestor (retry,
   // reconnect, re-enter), is a "back" edge: `constraint=false`, so it does not pull its target into a later rank
   // (writing it reversed with `dir=back` was tried: it stretches the Failed cluster across the picture).
-  const order = new Map<DiagramStateNode, number>(allStates(machine).map((node, i) => [node, i]));
+  const order = new Map<DiagramStateNode, number>(getStateNodes(root).map((node, i) => [node, i]));
   const isBackEdge = (edge: DiagramEdge): boolean =>
     edge.source !== edge.target &&
     (contains(edge.target, edge.source) || (order.get(edge.target) ?? 0) < (order.get(edge.source) ?? 0));
@@ -425,8 +343,7 @@ export function toDot(machine: DiagramMachine, options: DotOptions = {}): string
     if (isBackEdge(edge)) {
       attrs.push("constraint=false");
       // Such a label can land away from its edge: a leader line ties it back, except inside one compound state.
-      const parent = parents.get(source);
-      if (parent === root || parent !== parents.get(target)) attrs.push("decorate=true");
+      if (source.parent === root || source.parent !== target.parent) attrs.push("decorate=true");
     }
     lines.push(`  ${q(tail)} -> ${q(head)} [${attrs.join(", ")}];`);
   }

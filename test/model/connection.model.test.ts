@@ -6,7 +6,7 @@
  */
 import { ConnectionError, DisconnectReason } from "livekit-client";
 import { waitFor, type AnyStateNode, type InspectionEvent, type SnapshotFrom, type StateValue } from "xstate";
-import { createTestModel } from "xstate/graph";
+import { createTestModel, getStateNodes } from "xstate/graph";
 import {
   ConnectionState,
   FailToGetOpenIdToken,
@@ -94,9 +94,8 @@ function stateIds(value: StateValue, prefix: string): string[] {
   return [prefix, ...Object.entries(value).flatMap(([k, v]) => stateIds(v as StateValue, `${prefix}.${k}`))];
 }
 
-function allStateNodes(node: AnyStateNode): AnyStateNode[] {
-  return [node, ...Object.values(node.states).flatMap(allStateNodes)];
-}
+/** The machine's state nodes, the root included. */
+const allStateNodes = (root: AnyStateNode): AnyStateNode[] => [root, ...getStateNodes(root)];
 
 function allTransitions(): string[] {
   return allStateNodes(connectionMachine.root).flatMap((node) =>

@@ -1,4 +1,5 @@
 import { createActor, waitFor } from "xstate";
+import { getStateNodes } from "xstate/graph";
 import { connectionMachine } from "../../src";
 
 describe("the bare connectionMachine (no actors provided)", () => {
@@ -13,20 +14,14 @@ describe("the bare connectionMachine (no actors provided)", () => {
     actor.stop();
   });
 
+  const nodes = [connectionMachine.root, ...getStateNodes(connectionMachine.root)];
+
   test("every state has a description", () => {
-    const walk = (node: typeof connectionMachine.root): string[] => [
-      ...(node.description ? [] : [node.id]),
-      ...Object.values(node.states).flatMap(walk),
-    ];
-    expect(walk(connectionMachine.root)).toEqual([]);
+    expect(nodes.filter((node) => !node.description).map((node) => node.id)).toEqual([]);
   });
 
   test("every invoke has an explicit id equal to its source", () => {
-    const walk = (node: typeof connectionMachine.root): { id: string; src: unknown }[] => [
-      ...node.invoke.map((i) => ({ id: i.id, src: i.src })),
-      ...Object.values(node.states).flatMap(walk),
-    ];
-    const invokes = walk(connectionMachine.root);
+    const invokes = nodes.flatMap((node) => node.invoke.map((i) => ({ id: i.id, src: i.src })));
     expect(invokes.map((i) => i.id).sort()).toEqual([
       "connectRoom",
       "disconnectRoom",
