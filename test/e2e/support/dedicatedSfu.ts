@@ -13,6 +13,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { RoomServiceClient } from "livekit-server-sdk";
+import { poll } from "../../support/waitUntil";
 import type { StackJson } from "./env";
 import { ROOT, freeTcpPort, freeUdpPort, stackCacheDir } from "./stackAndBrowser";
 
@@ -198,24 +199,25 @@ export class DedicatedSfu {
 
   /** Polls `url` until 200 (bounded: 20 s), failing early if the process exits. */
   private async waitReady(what: string, p: ChildProcess, url: string, log: string): Promise<void> {
-    const deadline = Date.now() + 20_000;
-    let last: string;
-    for (;;) {
-      if (p.exitCode !== null || p.signalCode !== null) {
-        throw new Error(
-          `dedicated ${what} exited (${p.exitCode ?? p.signalCode}) before it was ready; log ${log}:\n${tail(log)}`,
-        );
-      }
-      try {
-        const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
-        last = String(res.status);
-        if (res.status === 200) return;
-      } catch (e) {
-        last = e instanceof Error ? e.message : String(e);
-      }
-      if (Date.now() > deadline)
-        throw new Error(`dedicated ${what} not ready after 20 s (last ${url} → ${last}); log ${log}:\n${tail(log)}`);
-      await new Promise((r) => setTimeout(r, 100));
+    const exited = (): boolean => p.exitCode !== null || p.signalCode !== null;
+    const { value: last, ok } = await poll(
+      async () => {
+        if (exited()) return "exited";
+        try {
+          return String((await fetch(url, { signal: AbortSignal.timeout(2000) })).status);
+        } catch (e) {
+          return e instanceof Error ? e.message : String(e);
+        }
+      },
+      (status) => status === "200" || status === "exited",
+      { timeoutMs: 20_000, intervalMs: 100 },
+    );
+    if (last === "exited") {
+      throw new Error(
+        `dedicated ${what} exited (${p.exitCode ?? p.signalCode}) before it was ready; log ${log}:\n${tail(log)}`,
+      );
     }
+    if (!ok)
+      throw new Error(`dedicated ${what} not ready after 20 s (last ${url} → ${last}); log ${log}:\n${tail(log)}`);
   }
 }

@@ -2,6 +2,7 @@
  * Test-side helpers: a browser context per user with the test page loaded, a handle per `Connection` in that
  * page (driven through `window.e2e`), LiveKit's server API for the server-side truth, and bounded polling.
  */
+import { poll } from "../../support/waitUntil";
 import { createHash, randomBytes } from "node:crypto";
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { RoomServiceClient, type ParticipantInfo } from "livekit-server-sdk";
@@ -40,20 +41,12 @@ export function timeOf(rec: Recording, state: string, nth = 0): number | undefin
   return rec.states.filter((s) => "state" in s && s.state === state)[nth]?.t;
 }
 
-/** Polls `read` every `intervalMs` until `done(value)` or `timeoutMs`; returns the last value and the time taken. */
-export async function pollUntil<T>(
+/** test/support's `poll`, every 250 ms unless told otherwise (the e2e reads go to a browser or LiveKit). */
+export const pollUntil = <T>(
   read: () => Promise<T>,
   done: (value: T) => boolean,
   { timeoutMs, intervalMs = 250 }: { timeoutMs: number; intervalMs?: number },
-): Promise<{ value: T; ok: boolean; elapsedMs: number }> {
-  const t0 = Date.now();
-  for (;;) {
-    const value = await read();
-    if (done(value)) return { value, ok: true, elapsedMs: Date.now() - t0 };
-    if (Date.now() - t0 >= timeoutMs) return { value, ok: false, elapsedMs: Date.now() - t0 };
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
+): Promise<{ value: T; ok: boolean; elapsedMs: number }> => poll(read, done, { timeoutMs, intervalMs });
 
 /** Tails a log file from the moment of construction. */
 class LogTail {
