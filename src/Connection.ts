@@ -3,9 +3,10 @@ import { BehaviorSubject, type Observable } from "rxjs";
 import { waitFor, type Actor, type SnapshotFrom } from "xstate";
 import type { ConnectionMachine } from "../machines/connection.machine";
 import { ConnectionState, connectionStateOf } from "./connectionState";
-import { checkConnectionOptions, newConnectionActor, stateLogger } from "./createConnectionActor";
+import { newConnectionActor, stateLogger } from "./createConnectionActor";
 import { toCallError, type CallError } from "./errors";
 import { silentLogger } from "./logger";
+import { checkConnectionOptions, checkLogger, childLogger } from "./options";
 import type { ConnectionActorOptions, LivekitRoomLike, LivekitTransportConfig, Logger } from "./types";
 
 /** An observable that always has a current value, like Element Call's `Behavior`. */
@@ -62,7 +63,10 @@ export class Connection<R extends LivekitRoomLike = Room> {
   constructor(opts: ConnectionOpts<R>, logger: Logger = silentLogger) {
     const checked = checkConnectionOptions(opts);
     if (typeof opts.livekitRoomFactory !== "function") throw new TypeError("livekitRoomFactory must be a function");
-    this.logger = logger.getChild(`[Connection ${opts.transport.livekit_service_url}]`);
+    const signal: unknown = opts.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError("signal must be an AbortSignal");
+    checkLogger(logger);
+    this.logger = childLogger(logger, `[Connection ${opts.transport.livekit_service_url}]`);
     this.transport = opts.transport;
     const room = (this.livekitRoom = opts.livekitRoomFactory());
     this.actor = newConnectionActor(checked, room, this.logger, opts);
@@ -109,8 +113,7 @@ export class Connection<R extends LivekitRoomLike = Room> {
     this.remoteParticipants$ = behavior(participants);
     this.actor.start();
 
-    const signal = opts.signal;
-    if (!signal) return;
+    if (!(signal instanceof AbortSignal)) return;
     const dispose = (): void => {
       this.logger.info("signal aborted: stopping and disposing");
       release(); // at once: the observables complete before the room is disconnected

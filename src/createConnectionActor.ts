@@ -1,78 +1,22 @@
 import { createActor, type Actor, type SnapshotFrom, type StateValue } from "xstate";
-import { connectionMachine, type ConnectionMachine, type SFUCredentials } from "../machines/connection.machine";
-import { DEFAULT_TIMEOUTS, connectionActors, type ConnectionDeps } from "./actors";
+import { connectionMachine, type ConnectionMachine } from "../machines/connection.machine";
+import { connectionActors, type ConnectionDeps } from "./actors";
 import { connectionStateOf } from "./connectionState";
 import { isCallError } from "./errors";
 import { silentLogger } from "./logger";
+import { checkConnectionOptions, checkInspect, checkLogger, checkRoom, type CheckedOptions } from "./options";
 import { Secret } from "./secret";
-import { checkSFUConfig } from "./sfuConfig";
-import type { ConnectionActorOptions, LivekitRoomLike, Logger, SFUConfig } from "./types";
+import type { ConnectionActorOptions, Logger } from "./types";
 
 export type { ConnectionActorOptions };
 
 /** `connectionMachine` with the real actors: made once, shared by every connection. */
 const liveMachine = /* @__PURE__ */ connectionMachine.provide({ actors: connectionActors });
 
-function requireString(value: unknown, what: string): void {
-  if (typeof value !== "string" || value === "") throw new TypeError(`${what} must be a non-empty string`);
-}
-
-function checkRoom(room: Partial<LivekitRoomLike> | undefined): void {
-  for (const m of ["connect", "disconnect", "on", "off"] as const) {
-    if (typeof room?.[m] !== "function") throw new TypeError(`the room has no ${m}() method`);
-  }
-}
-
-/** A caller's SFU config, checked, with the JWT put away in a Secret. */
-function toSFUCredentials(config: SFUConfig, allowInsecureTransport: boolean): SFUCredentials {
-  const checked = checkSFUConfig(config, "existingSFUConfig", allowInsecureTransport);
-  return { ...checked, jwt: new Secret(checked.jwt) };
-}
-
-/** Options checked once, before the room is made, and turned into what the machine takes. */
-export interface CheckedOptions {
-  existingSFUConfig: SFUCredentials | undefined;
-  deps: Omit<ConnectionDeps, "room" | "logger">;
-}
-
-/**
- * Checks everything but the room; mistakes are TypeErrors at once rather than failures later. (An insecure
- * `existingSFUConfig.url` is an InsecureTransportError, which is a TypeError too.)
- */
-export function checkConnectionOptions(o: Omit<ConnectionActorOptions, "room">): CheckedOptions {
-  if (typeof o !== "object" || o === null) throw new TypeError("options are required");
-  if (typeof o.client?.getOpenIdToken !== "function") throw new TypeError("client.getOpenIdToken must be a function");
-  if (o.transport?.type !== "livekit") throw new TypeError('transport.type must be "livekit"');
-  requireString(o.transport.livekit_service_url, "transport.livekit_service_url");
-  requireString(o.roomId, "roomId");
-  requireString(o.ownMembershipIdentity?.userId, "ownMembershipIdentity.userId");
-  requireString(o.ownMembershipIdentity?.deviceId, "ownMembershipIdentity.deviceId");
-  requireString(o.ownMembershipIdentity?.memberId, "ownMembershipIdentity.memberId");
-  const allowInsecureTransport = o.allowInsecureTransport ?? false;
-  return {
-    existingSFUConfig: o.existingSFUConfig && toSFUCredentials(o.existingSFUConfig, allowInsecureTransport),
-    deps: {
-      client: o.client,
-      transport: o.transport,
-      roomId: o.roomId,
-      ownMembershipIdentity: o.ownMembershipIdentity,
-      fetch: o.fetch,
-      retry: o.retry,
-      // `??`, not a spread: an option given as undefined means "the default".
-      timeouts: {
-        openIdTokenMs: o.timeouts?.openIdTokenMs ?? DEFAULT_TIMEOUTS.openIdTokenMs,
-        sfuConfigMs: o.timeouts?.sfuConfigMs ?? DEFAULT_TIMEOUTS.sfuConfigMs,
-        disconnectMs: o.timeouts?.disconnectMs ?? DEFAULT_TIMEOUTS.disconnectMs,
-      },
-      allowInsecureTransport,
-    },
-  };
-}
-
 /** The actor of checked options and a room; not started, and nothing subscribed to it. */
 export function newConnectionActor(
   checked: CheckedOptions,
-  room: LivekitRoomLike,
+  room: unknown,
   logger: Logger,
   options: Pick<ConnectionActorOptions, "inspect" | "machine">,
 ): Actor<ConnectionMachine> {
@@ -80,7 +24,7 @@ export function newConnectionActor(
   const deps: ConnectionDeps = { ...checked.deps, room, logger };
   return createActor(options.machine ?? liveMachine, {
     input: { deps: new Secret(deps), existingSFUConfig: checked.existingSFUConfig },
-    inspect: options.inspect,
+    inspect: checkInspect(options.inspect, logger),
   });
 }
 
@@ -119,8 +63,10 @@ export function stateLogger(logger: Logger): ((snapshot: Snapshot) => void) | un
  * options.
  */
 export function createConnectionActor(options: ConnectionActorOptions): Actor<ConnectionMachine> {
-  const logger = options?.logger ?? silentLogger;
-  const actor = newConnectionActor(checkConnectionOptions(options), options?.room, logger, options);
+  const checked = checkConnectionOptions(options);
+  const logger = options.logger ?? silentLogger;
+  checkLogger(logger);
+  const actor = newConnectionActor(checked, options.room, logger, options);
   const log = stateLogger(logger);
   actor.subscribe({ next: log, error: (e) => logger.error("the connection machine crashed", e) });
   return actor;

@@ -1,0 +1,176 @@
+/**
+ * The options of a connection, checked once, by type, before anything is made: a mistake is a TypeError that
+ * names the option, never a failure later or a "Cannot read properties of undefined".
+ */
+import type { InspectionEvent } from "xstate";
+import type { SFUCredentials } from "../machines/connection.machine";
+import { DEFAULT_TIMEOUTS, type ConnectionDeps } from "./actors";
+import { DEFAULT_RETRY } from "./retry";
+import { Secret } from "./secret";
+import { checkSFUConfig } from "./sfuConfig";
+import type { ConnectionActorOptions, LivekitRoomLike, Logger } from "./types";
+
+/** The longest delay a timer can wait (setTimeout's range); a longer one would fire at once. */
+export const MAX_DELAY_MS = 2 ** 31 - 1;
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null;
+
+function requireString(value: unknown, what: string): void {
+  if (typeof value !== "string" || value === "") throw new TypeError(`${what} must be a non-empty string`);
+}
+
+function optionalBoolean(value: unknown, what: string): boolean | undefined {
+  if (value !== undefined && typeof value !== "boolean") {
+    throw new TypeError(
+      `${what} must be a boolean, not ${typeof value === "string" ? JSON.stringify(value) : typeof value}`,
+    );
+  }
+  return value;
+}
+
+/** A number of milliseconds a timer can wait, or undefined for the default. */
+function optionalDelay(value: unknown, what: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || value > MAX_DELAY_MS) {
+    throw new TypeError(`${what} must be a number of milliseconds from 0 to ${MAX_DELAY_MS}, not ${String(value)}`);
+  }
+  return value;
+}
+
+function optionalObject(value: unknown, what: string): Record<string, unknown> | undefined {
+  if (value !== undefined && !isObject(value)) throw new TypeError(`${what} must be an object`);
+  return value;
+}
+
+function checkRetry(value: unknown): ConnectionDeps["retry"] {
+  const retry = optionalObject(value, "retry");
+  if (!retry) return undefined;
+  const maxAttempts = retry.maxAttempts;
+  if (maxAttempts !== undefined && !(Number.isInteger(maxAttempts) && (maxAttempts as number) >= 1)) {
+    throw new TypeError(`retry.maxAttempts must be a whole number of at least 1, not ${String(maxAttempts)}`);
+  }
+  return {
+    maxAttempts: (maxAttempts as number | undefined) ?? DEFAULT_RETRY.maxAttempts,
+    initialDelayMs: optionalDelay(retry.initialDelayMs, "retry.initialDelayMs") ?? DEFAULT_RETRY.initialDelayMs,
+  };
+}
+
+function checkTimeouts(value: unknown): ConnectionDeps["timeouts"] {
+  const t = optionalObject(value, "timeouts") ?? {};
+  return {
+    openIdTokenMs: optionalDelay(t.openIdTokenMs, "timeouts.openIdTokenMs") ?? DEFAULT_TIMEOUTS.openIdTokenMs,
+    sfuConfigMs: optionalDelay(t.sfuConfigMs, "timeouts.sfuConfigMs") ?? DEFAULT_TIMEOUTS.sfuConfigMs,
+    disconnectMs: optionalDelay(t.disconnectMs, "timeouts.disconnectMs") ?? DEFAULT_TIMEOUTS.disconnectMs,
+  };
+}
+
+/** The auth service's URL must be an http(s) URL; whether plain http may be used is decided when it is used. */
+function checkServiceUrlShape(value: unknown): void {
+  requireString(value, "transport.livekit_service_url");
+  let url: URL;
+  try {
+    url = new URL(value as string);
+  } catch {
+    throw new TypeError(
+      `transport.livekit_service_url is not a valid URL: ${JSON.stringify(String(value).slice(0, 200))}`,
+    );
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") {
+    throw new TypeError(`transport.livekit_service_url must be an https: (or http:) URL, not ${url.protocol}`);
+  }
+}
+
+/** Options checked once, before the room is made, and turned into what the machine takes. */
+export interface CheckedOptions {
+  existingSFUConfig: SFUCredentials | undefined;
+  deps: Omit<ConnectionDeps, "room" | "logger">;
+}
+
+/**
+ * Checks everything but the room and the logger. (An insecure `existingSFUConfig.url` is an
+ * InsecureTransportError, which is a TypeError too.)
+ */
+export function checkConnectionOptions(o: Omit<ConnectionActorOptions, "room">): CheckedOptions {
+  if (!isObject(o)) throw new TypeError("options are required");
+  if (!isObject(o.client) || typeof o.client.getOpenIdToken !== "function") {
+    throw new TypeError("client.getOpenIdToken must be a function");
+  }
+  if (!isObject(o.transport) || o.transport.type !== "livekit") throw new TypeError('transport.type must be "livekit"');
+  checkServiceUrlShape(o.transport.livekit_service_url);
+  requireString(o.roomId, "roomId");
+  if (!isObject(o.ownMembershipIdentity)) throw new TypeError("ownMembershipIdentity must be an object");
+  requireString(o.ownMembershipIdentity.userId, "ownMembershipIdentity.userId");
+  requireString(o.ownMembershipIdentity.deviceId, "ownMembershipIdentity.deviceId");
+  requireString(o.ownMembershipIdentity.memberId, "ownMembershipIdentity.memberId");
+  if (o.fetch !== undefined && typeof o.fetch !== "function") throw new TypeError("fetch must be a function");
+  if (o.machine !== undefined && !isObject(o.machine?.root)) throw new TypeError("machine must be a state machine");
+  const allowInsecureTransport = optionalBoolean(o.allowInsecureTransport, "allowInsecureTransport") ?? false;
+  let existingSFUConfig: SFUCredentials | undefined;
+  if (o.existingSFUConfig !== undefined) {
+    const checked = checkSFUConfig(o.existingSFUConfig, "existingSFUConfig", allowInsecureTransport);
+    existingSFUConfig = { ...checked, jwt: new Secret(checked.jwt) };
+  }
+  return {
+    existingSFUConfig,
+    deps: {
+      client: o.client,
+      transport: o.transport,
+      roomId: o.roomId,
+      ownMembershipIdentity: o.ownMembershipIdentity,
+      fetch: o.fetch,
+      retry: checkRetry(o.retry),
+      timeouts: checkTimeouts(o.timeouts),
+      allowInsecureTransport,
+    },
+  };
+}
+
+/** The surface of livekit-client's `Room` this package uses. */
+export function checkRoom(room: unknown): asserts room is LivekitRoomLike {
+  if (!isObject(room)) throw new TypeError("the room must be an object (a livekit-client Room)");
+  for (const m of ["connect", "disconnect", "on", "off"] as const) {
+    if (typeof room[m] !== "function") throw new TypeError(`the room has no ${m}() method`);
+  }
+  const participants = room.remoteParticipants as { values?: unknown; keys?: unknown } | undefined;
+  if (!isObject(participants) || typeof participants.values !== "function" || typeof participants.keys !== "function") {
+    throw new TypeError("the room has no remoteParticipants map");
+  }
+  if (typeof room.state !== "string") throw new TypeError("the room has no state");
+}
+
+const LOG_METHODS = ["debug", "info", "warn", "error"] as const;
+
+/** matrix-js-sdk's logger shape, its `getChild` included (which must give a logger too). */
+export function checkLogger(logger: unknown, what = "logger"): asserts logger is Logger {
+  if (!isObject(logger)) throw new TypeError(`${what} must be a logger (debug, info, warn, error, getChild)`);
+  for (const m of [...LOG_METHODS, "getChild"] as const) {
+    if (typeof logger[m] !== "function") throw new TypeError(`${what}.${m} must be a function`);
+  }
+}
+
+/** A child logger, checked: a `getChild` that returns nothing is a malformed logger. */
+export function childLogger(logger: Logger, namespace: string): Logger {
+  const child: unknown = logger.getChild(namespace);
+  checkLogger(child, "logger.getChild()");
+  return child;
+}
+
+/**
+ * The `inspect` option as xstate takes it, made safe: an observer that throws is logged and the connection goes
+ * on (a broken devtool must not break a call).
+ */
+export function checkInspect(
+  inspect: ConnectionActorOptions["inspect"],
+  logger: Logger,
+): ((event: InspectionEvent) => void) | undefined {
+  if (inspect === undefined) return undefined;
+  const next = typeof inspect === "function" ? inspect : isObject(inspect) ? inspect.next : undefined;
+  if (typeof next !== "function") throw new TypeError("inspect must be a function or an observer with next()");
+  return (event) => {
+    try {
+      next.call(inspect, event);
+    } catch (e) {
+      logger.error("the inspect observer threw; the connection goes on", e);
+    }
+  };
+}

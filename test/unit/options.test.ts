@@ -1,0 +1,164 @@
+/** Options are checked by type, once, before anything is made: a TypeError that names the option. */
+import { Connection, createConnectionActor, type ConnectionOpts } from "../../src";
+import { FakeRoom } from "../support/fakeRoom";
+import {
+  DEVICE_ID,
+  GET_TOKEN_PATH,
+  MEMBER_ID,
+  OPENID_PATH,
+  ROOM_ID,
+  SERVICE_PATH,
+  USER_ID,
+  answer,
+  makeConnection,
+  matrixClient,
+} from "../support/harness";
+import { LoopbackServer } from "../support/loopbackServer";
+
+const server = LoopbackServer.forThisFile();
+beforeEach(() => server.always(OPENID_PATH, answer.openId).always(GET_TOKEN_PATH, answer.sfuConfig));
+
+const valid = (): ConnectionOpts<FakeRoom> => ({
+  transport: { type: "livekit", livekit_service_url: server.url + SERVICE_PATH },
+  client: matrixClient(server),
+  roomId: ROOM_ID,
+  ownMembershipIdentity: { userId: USER_ID, deviceId: DEVICE_ID, memberId: MEMBER_ID },
+  livekitRoomFactory: () => new FakeRoom(),
+});
+
+const noop = (): void => {};
+
+describe("a malformed option is a TypeError naming it, before the room is made or anything is asked", () => {
+  test.each<[string, Record<string, unknown>, RegExp]>([
+    [
+      "allowInsecureTransport as a string",
+      { allowInsecureTransport: "false" },
+      /allowInsecureTransport must be a boolean, not "false"/,
+    ],
+    [
+      "a service URL that is not a URL",
+      { transport: { type: "livekit", livekit_service_url: "not a url" } },
+      /livekit_service_url is not a valid URL/,
+    ],
+    [
+      "a service URL of another scheme",
+      { transport: { type: "livekit", livekit_service_url: "ftp://auth.example.org" } },
+      /livekit_service_url must be an https: .*not ftp:/,
+    ],
+    [
+      "NaN as a time limit",
+      { timeouts: { sfuConfigMs: NaN } },
+      /timeouts.sfuConfigMs must be a number of milliseconds from 0 to 2147483647, not NaN/,
+    ],
+    [
+      "a time limit beyond setTimeout's range",
+      { timeouts: { openIdTokenMs: 2 ** 31 } },
+      /timeouts.openIdTokenMs must be .* not 2147483648/,
+    ],
+    [
+      "Infinity as a time limit",
+      { timeouts: { disconnectMs: Infinity } },
+      /timeouts.disconnectMs must be .* not Infinity/,
+    ],
+    ["a negative time limit", { timeouts: { sfuConfigMs: -1 } }, /timeouts.sfuConfigMs must be .* not -1/],
+    ["a time limit as a string", { timeouts: { sfuConfigMs: "100" } }, /timeouts.sfuConfigMs must be .* not 100/],
+    ["timeouts that are not an object", { timeouts: 5 }, /timeouts must be an object/],
+    ["zero attempts", { retry: { maxAttempts: 0 } }, /retry.maxAttempts must be a whole number of at least 1, not 0/],
+    ["a fractional number of attempts", { retry: { maxAttempts: 2.5 } }, /retry.maxAttempts must be a whole number/],
+    ["a negative first delay", { retry: { initialDelayMs: -5 } }, /retry.initialDelayMs must be .* not -5/],
+    ["fetch that is not a function", { fetch: "fetch" }, /fetch must be a function/],
+    [
+      "inspect that is neither function nor observer",
+      { inspect: 42 },
+      /inspect must be a function or an observer with next\(\)/,
+    ],
+    ["an observer without next()", { inspect: {} }, /inspect must be a function or an observer/],
+    ["a signal that is not an AbortSignal", { signal: { aborted: false } }, /signal must be an AbortSignal/],
+    ["ownMembershipIdentity missing", { ownMembershipIdentity: undefined }, /ownMembershipIdentity must be an object/],
+    [
+      "a room without remoteParticipants",
+      { livekitRoomFactory: () => Object.assign(new FakeRoom(), { remoteParticipants: undefined }) },
+      /the room has no remoteParticipants map/,
+    ],
+    [
+      "a room without a state",
+      { livekitRoomFactory: () => Object.assign(new FakeRoom(), { state: undefined }) },
+      /the room has no state/,
+    ],
+  ])("%s", (_name, change, message) => {
+    expect(() => new Connection({ ...valid(), ...change } as ConnectionOpts<FakeRoom>)).toThrow(TypeError);
+    expect(() => new Connection({ ...valid(), ...change } as ConnectionOpts<FakeRoom>)).toThrow(message);
+    expect(server.requests).toHaveLength(0);
+  });
+
+  test.each<[string, unknown, RegExp]>([
+    [
+      "a logger without getChild",
+      { debug: noop, info: noop, warn: noop, error: noop },
+      /logger.getChild must be a function/,
+    ],
+    [
+      "a logger whose getChild returns nothing",
+      { debug: noop, info: noop, warn: noop, error: noop, getChild: noop },
+      /logger.getChild\(\) must be a logger/,
+    ],
+    ["a logger that is a string", "console", /logger must be a logger/],
+  ])("%s", (_name, logger, message) => {
+    expect(() => new Connection(valid(), logger as never)).toThrow(message);
+  });
+
+  test("createConnectionActor checks its logger and room the same way", () => {
+    const { livekitRoomFactory, ...rest } = valid();
+    expect(() => createConnectionActor({ ...rest, room: livekitRoomFactory(), logger: {} as never })).toThrow(
+      /logger must be|logger.debug must be a function/,
+    );
+    expect(() => createConnectionActor({ ...rest, room: "room" as never })).toThrow(/the room must be an object/);
+  });
+
+  test("an option given as undefined means its default", async () => {
+    const h = makeConnection(server, {
+      retry: { maxAttempts: undefined, initialDelayMs: undefined },
+      timeouts: { openIdTokenMs: undefined, sfuConfigMs: undefined, disconnectMs: undefined },
+      allowInsecureTransport: undefined,
+    });
+    h.room.autoConnect = "succeed";
+    await h.connection.start();
+    await h.connection.stop();
+  });
+});
+
+describe("an inspect observer that throws", () => {
+  test("is logged, and the connection goes on: start() connects, stop() stops, nothing is uncaught", async () => {
+    const h = makeConnection(server, {
+      inspect: (event) => {
+        if (event.type === "@xstate.event" && (event.event as { type: string }).type === "START") {
+          throw new ReferenceError("the devtool broke");
+        }
+      },
+    });
+    h.room.autoConnect = "succeed";
+    await expect(h.connection.start()).resolves.toBeUndefined();
+    expect(h.connection.state$.value).toBe("connected");
+    await h.connection.stop();
+    expect(h.connection.state$.value).toBe("Stopped");
+    expect(h.logger.lines.join("\n")).toMatch(
+      /error .*the inspect observer threw; the connection goes on.*the devtool broke/s,
+    );
+  });
+
+  test("as an observer object, too", async () => {
+    const observer = {
+      calls: 0,
+      next(): void {
+        this.calls++;
+        if (this.calls === 3) throw new Error("observer broke");
+      },
+    };
+    const h = makeConnection(server, { inspect: observer });
+    h.room.autoConnect = "succeed";
+    await h.connection.start();
+    expect(observer.calls).toBeGreaterThan(3); // called as a method, and called again after it threw
+    await h.connection.stop();
+    expect(h.logger.lines.join("\n")).toMatch(/the inspect observer threw.*observer broke/s);
+  });
+});
