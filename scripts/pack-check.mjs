@@ -107,7 +107,7 @@ const CALL_ERRORS = [
   "SFURoomCreationRestrictedError",
   "UnknownCallError",
 ];
-const OTHER_ERRORS = ["PhaseTimeoutError", "SFUConfigError", "InsecureTransportError"];
+const OTHER_ERRORS = ["PhaseTimeoutError", "SFUConfigError", "InsecureTransportError", "RetryTooLateError"];
 
 const NAMES = {
   function: [

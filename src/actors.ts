@@ -10,7 +10,7 @@ import type {
   SFUCredentials,
 } from "../machines/connection.machine";
 import { FailToGetOpenIdToken, mapConnectError } from "./errors";
-import { describe } from "./retry";
+import { abortable, describe } from "./retry";
 import { Secret, reveal } from "./secret";
 import { checkServiceUrl, requestSFUConfig } from "./authService";
 import { requestOpenIdToken } from "./openId";
@@ -50,14 +50,15 @@ async function withinTime<T>(
   stop: AbortSignal,
   ms: number,
   what: string,
-  work: (signal: AbortSignal) => Promise<T>,
+  work: (signal: AbortSignal, deadline: number) => Promise<T>,
 ): Promise<T> {
   const controller = new AbortController();
   const onStop = (): void => controller.abort(stop.reason);
   stop.addEventListener("abort", onStop, { once: true });
   const timer = setTimeout(() => controller.abort(new PhaseTimeoutError(`${what} took longer than ${ms} ms`)), ms);
   try {
-    return await work(controller.signal);
+    // Raced with the abort, so the limit holds whatever `work` does with its signal.
+    return await abortable(work(controller.signal, Date.now() + ms), controller.signal);
   } finally {
     clearTimeout(timer);
     stop.removeEventListener("abort", onStop);
@@ -82,8 +83,8 @@ export const connectionActors = {
       const { client, retry, timeouts, logger, transport, allowInsecureTransport } = connectionDepsOf(input);
       // No OpenID token is asked for on behalf of a service it would not be sent to.
       checkServiceUrl(transport.livekit_service_url, allowInsecureTransport);
-      const token = await withinTime(signal, timeouts.openIdTokenMs, "The OpenID token request", (s) =>
-        requestOpenIdToken(client, { retry, signal: s, logger }),
+      const token = await withinTime(signal, timeouts.openIdTokenMs, "The OpenID token request", (s, deadline) =>
+        requestOpenIdToken(client, { retry, signal: s, logger, deadline }),
       );
       return new Secret(token);
     } catch (e) {
@@ -94,7 +95,7 @@ export const connectionActors = {
   requestSFUConfig: fromPromise<SFUCredentials, RequestSFUConfigInput>(async ({ input, signal }) => {
     try {
       const deps = connectionDepsOf(input);
-      const config = await withinTime(signal, deps.timeouts.sfuConfigMs, "The SFU config request", (s) =>
+      const config = await withinTime(signal, deps.timeouts.sfuConfigMs, "The SFU config request", (s, deadline) =>
         requestSFUConfig(
           reveal(input.openIdToken),
           deps.ownMembershipIdentity,
@@ -106,6 +107,7 @@ export const connectionActors = {
             signal: s,
             logger: deps.logger,
             allowInsecureTransport: deps.allowInsecureTransport,
+            deadline,
           },
         ),
       );

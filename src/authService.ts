@@ -5,7 +5,7 @@
 import { FailToGetOpenIdToken } from "./errors";
 import { silentLogger } from "./logger";
 import { requestOpenIdToken } from "./openId";
-import { describe, withRetry } from "./retry";
+import { abortable, describe, withRetry } from "./retry";
 import { redact } from "./secret";
 import { checkSFUConfig } from "./sfuConfig";
 import { checkTransportUrl } from "./transportUrl";
@@ -57,6 +57,8 @@ export interface SFUConfigRequestOptions {
   signal?: AbortSignal;
   logger?: Logger;
   allowInsecureTransport?: boolean;
+  /** When the request must be over (ms since the epoch): a retry that would come later is not made. */
+  deadline?: number;
 }
 
 /** Retry-After as matrix-js-sdk reads it: whole seconds or an HTTP date. */
@@ -74,21 +76,37 @@ async function postJson(
   signal: AbortSignal,
   secret: string,
 ): Promise<unknown> {
+  // `abortable` around both awaits: an abort (a stop, the phase's time limit) ends the wait even when a fetch
+  // ignores its signal or a body never ends.
   let res: Response;
+  let text: string;
   try {
-    res = await fetchFn(endpoint, {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify(body),
+    res = await abortable(
+      fetchFn(endpoint, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify(body),
+        signal,
+        // A redirect would re-send the OpenID token to a place checkTransportUrl never saw.
+        redirect: "error",
+      }),
       signal,
-      // A redirect would re-send the OpenID token to a place checkTransportUrl never saw.
-      redirect: "error",
-    });
+    );
   } catch (e) {
     if (signal.aborted) throw signal.reason;
     throw new SFUConfigError(`POST ${endpoint} failed: ${redact(describe(e), [secret])}`, { endpoint }, e);
   }
-  const text = redact(await res.text(), [secret]);
+  try {
+    text = redact(await abortable(res.text(), signal), [secret]);
+  } catch (e) {
+    if (signal.aborted) throw signal.reason;
+    // Cut mid-body (a reset after the headers): as transient as a reset before them, so it is retried.
+    throw new SFUConfigError(
+      `POST ${endpoint} answered ${res.status}, then the body was cut: ${redact(describe(e), [secret])}`,
+      { endpoint },
+      e,
+    );
+  }
   let json: unknown = undefined;
   try {
     json = JSON.parse(text);
@@ -195,7 +213,12 @@ export async function requestSFUConfig(
     }
   };
 
-  return withRetry("SFU config request", attempt, { retry: options.retry, signal, logger });
+  return withRetry("SFU config request", attempt, {
+    retry: options.retry,
+    signal,
+    logger,
+    deadline: options.deadline,
+  });
 }
 
 /**

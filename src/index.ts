@@ -42,7 +42,7 @@ export {
 export { decodeLivekitJwt } from "./livekitJwt";
 export { requestOpenIdToken, type OpenIdRequestOptions } from "./openId";
 export { InsecureTransportError } from "./transportUrl";
-export { DEFAULT_RETRY } from "./retry";
+export { DEFAULT_RETRY, RetryTooLateError, shouldRetry } from "./retry";
 export { Secret, reveal } from "./secret";
 export type {
   CallMembershipIdentityParts,

@@ -21,6 +21,8 @@ export interface OpenIdRequestOptions {
   retry?: RetryOptions;
   signal?: AbortSignal;
   logger?: Logger;
+  /** When the request must be over (ms since the epoch): a retry that would come later is not made. */
+  deadline?: number;
 }
 
 /**
@@ -43,6 +45,6 @@ export async function requestOpenIdToken(
           signal,
         ),
       ),
-    { retry: options.retry, signal, logger },
+    { retry: options.retry, signal, logger, deadline: options.deadline },
   );
 }

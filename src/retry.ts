@@ -85,11 +85,23 @@ export function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<
   });
 }
 
-/** Runs `operation` until it succeeds, the policy gives up, or `signal` aborts. */
+/** The longest a timer can wait (setTimeout's range): a longer delay would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A retry the server asked for too late: beyond the phase's time limit, or beyond what a timer can wait. */
+export class RetryTooLateError extends Error {
+  override readonly name = "RetryTooLateError";
+}
+
+/**
+ * Runs `operation` until it succeeds, the policy gives up, or `signal` aborts. A wait that would end after
+ * `deadline` (ms since the epoch) ends the retries at once with a RetryTooLateError, whose cause is the last
+ * failure: a far Retry-After neither hangs the phase nor turns into an immediate retry.
+ */
 export async function withRetry<T>(
   what: string,
   operation: (attempt: number) => Promise<T>,
-  options: { retry?: RetryOptions; signal: AbortSignal; logger: Logger },
+  options: { retry?: RetryOptions; signal: AbortSignal; logger: Logger; deadline?: number },
 ): Promise<T> {
   const maxAttempts = options.retry?.maxAttempts ?? DEFAULT_RETRY.maxAttempts;
   const initialDelayMs = options.retry?.initialDelayMs ?? DEFAULT_RETRY.initialDelayMs;
@@ -101,6 +113,12 @@ export async function withRetry<T>(
       if (options.signal.aborted) throw options.signal.reason;
       if (!shouldRetry(e) || attempt + 1 >= maxAttempts) throw e;
       const delay = retryDelayMs(e, attempt, initialDelayMs);
+      if (delay > MAX_TIMER_MS || (options.deadline !== undefined && Date.now() + delay >= options.deadline)) {
+        throw new RetryTooLateError(
+          `${what} failed and the next attempt would come after the time limit (in ${Math.round(delay / 1000)} s)`,
+          { cause: e },
+        );
+      }
       options.logger.info(
         `${what} failed (attempt ${attempt + 1} of ${maxAttempts}: ${describe(e)}); retrying in ${delay} ms`,
       );

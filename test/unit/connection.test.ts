@@ -14,6 +14,7 @@ import {
   InsufficientCapacityError,
   SFURoomCreationRestrictedError,
   UnknownCallError,
+  type ConnectionOpts,
   type CallError,
 } from "../../src";
 import { FakeRoom, flush } from "../support/fakeRoom";
@@ -364,6 +365,53 @@ describe("secrets", () => {
 });
 
 describe("time limits", () => {
+  test.each<[string, Partial<ConnectionOpts<FakeRoom>>]>([
+    ["a fetch that ignores its AbortSignal and never settles", { fetch: () => new Promise<Response>(() => {}) }],
+    [
+      "an answer whose body never ends",
+      {
+        fetch: async () =>
+          ({ ok: true, status: 200, headers: new Headers(), text: () => new Promise<string>(() => {}) }) as Response,
+      },
+    ],
+  ])("the SFU config phase ends at timeouts.sfuConfigMs whatever the network stack does: %s", async (_name, opts) => {
+    const h = makeConnection(server, { ...opts, timeouts: { sfuConfigMs: 150 } });
+    const t0 = Date.now();
+    const error = (await h.connection.start().catch((e: unknown) => e)) as FailToGetOpenIdToken;
+    expect(Date.now() - t0).toBeLessThan(2000);
+    expect(error).toBeInstanceOf(FailToGetOpenIdToken);
+    expect(error.cause).toMatchObject({
+      name: "TimeoutError",
+      message: "The SFU config request took longer than 150 ms",
+    });
+    expect(h.room.connectCalls).toHaveLength(0);
+  });
+
+  test("a getOpenIdToken() that never settles ends the OpenID phase at timeouts.openIdTokenMs", async () => {
+    const h = makeConnection(server, {
+      client: { getOpenIdToken: () => new Promise(() => {}) },
+      timeouts: { openIdTokenMs: 150 },
+    });
+    const error = (await h.connection.start().catch((e: unknown) => e)) as FailToGetOpenIdToken;
+    expect(error.cause).toMatchObject({ name: "TimeoutError" });
+  });
+
+  test("a Retry-After beyond the phase's time limit fails the phase at once, with the reason", async () => {
+    server.reset();
+    server
+      .always(OPENID_PATH, answer.openId)
+      .always(GET_TOKEN_PATH, answer.status(429, "M_LIMIT_EXCEEDED", {}, { "Retry-After": "30" }))
+      .always(SFU_GET_PATH, answer.status(429, "M_LIMIT_EXCEEDED", {}, { "Retry-After": "30" }));
+    const h = makeConnection(server, { timeouts: { sfuConfigMs: 5000 } });
+    const t0 = Date.now();
+    const error = (await h.connection.start().catch((e: unknown) => e)) as FailToGetOpenIdToken;
+    expect(Date.now() - t0).toBeLessThan(1000); // not at the 5 s limit, and no retry at once either
+    expect(error.cause).toMatchObject({ name: "RetryTooLateError" });
+    expect((error.cause as Error).message).toMatch(/next attempt would come after the time limit \(in 30 s\)/);
+    expect((error.cause as Error).cause).toMatchObject({ httpStatus: 429 });
+    expect(server.to(GET_TOKEN_PATH)).toHaveLength(1);
+  });
+
   test("a homeserver that never answers fails the OpenID phase after timeouts.openIdTokenMs", async () => {
     server.reset();
     server.always(OPENID_PATH, hang);

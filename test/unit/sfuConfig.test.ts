@@ -134,6 +134,32 @@ describe("the SFU config request", () => {
     expect(server.requests).toHaveLength(2);
   });
 
+  test("a Retry-After decades ahead is not a retry at once: the request fails with the reason", async () => {
+    const decadesAhead = new Date(Date.now() + 30 * 365 * 24 * 3600 * 1000).toUTCString();
+    server.always(GET_TOKEN_PATH, answer.status(429, "M_LIMIT_EXCEEDED", {}, { "Retry-After": decadesAhead }));
+    server.always(SFU_GET_PATH, answer.status(429, "M_LIMIT_EXCEEDED", {}, { "Retry-After": decadesAhead }));
+    const error = await requestSFUConfig(openIdToken(), membership, serviceUrl, ROOM_ID, { retry: fastRetry }).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ name: "RetryTooLateError" });
+    expect(server.to(GET_TOKEN_PATH)).toHaveLength(1);
+  });
+
+  test("an answer cut mid-body is retried, like a connection reset before the status line", async () => {
+    server.always(GET_TOKEN_PATH, (_, res) => {
+      res.writeHead(200, { "Content-Type": "application/json", "Content-Length": "200" });
+      res.write('{"url": "ws://127.0.0.1:7880", "jwt": "');
+      setTimeout(() => res.socket?.destroy(), 5);
+    });
+    server.always(SFU_GET_PATH, answer.status(404, "M_NOT_FOUND"));
+    const error = await requestSFUConfig(openIdToken(), membership, serviceUrl, ROOM_ID, {
+      retry: { maxAttempts: 3, initialDelayMs: 5 },
+    }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: "SFUConfigError", httpStatus: undefined });
+    expect((error as Error).message).toMatch(/answered 200, then the body was cut/);
+    expect(server.to(GET_TOKEN_PATH)).toHaveLength(3);
+  });
+
   test("aborting stops the request: the server sees the connection close", async () => {
     server.always(GET_TOKEN_PATH, hang);
     const controller = new AbortController();

@@ -43,9 +43,8 @@ test("an SFU config that arrives after the stop is dropped: no connect, state st
   await h.connection.stop();
   await config.answerNext(answer.sfuConfig);
   const response = await lateFetch!;
-  expect(response.status).toBe(200); // it did arrive,
+  expect(response.status).toBe(200); // it did arrive, after the stop had ended the wait for it
   await flush();
-  expect(response.bodyUsed).toBe(true); // and the stopped actor's code read it
   expect(h.room.connectCalls).toHaveLength(0);
   expect(h.states).toEqual([Initialized, FetchingConfig, Stopped]);
 });
