@@ -1,5 +1,6 @@
 import { silentLogger } from "./logger";
 import { abortable, withRetry } from "./retry";
+import { scrubSecrets } from "./secret";
 import type { Logger, OpenIDClientParts, OpenIDToken, RetryOptions } from "./types";
 
 function checkOpenIdToken(token: unknown): OpenIDToken {
@@ -36,15 +37,24 @@ export async function requestOpenIdToken(
   const signal = options.signal ?? new AbortController().signal;
   const logger = options.logger ?? silentLogger;
   logger.debug("requesting an OpenID token from the homeserver");
-  return withRetry(
-    "OpenID token request",
-    async () =>
-      checkOpenIdToken(
+  // A matrix-js-sdk client that sends its access token in the query string has it in its errors' URLs.
+  const matrixToken = typeof client.getAccessToken === "function" ? client.getAccessToken() : undefined;
+  const attempt = async (): Promise<OpenIDToken> => {
+    try {
+      return checkOpenIdToken(
         await abortable(
           Promise.resolve().then(() => client.getOpenIdToken()),
           signal,
         ),
-      ),
-    { retry: options.retry, signal, logger, deadline: options.deadline },
-  );
+      );
+    } catch (e) {
+      throw scrubSecrets(e, [matrixToken]);
+    }
+  };
+  return withRetry("OpenID token request", attempt, {
+    retry: options.retry,
+    signal,
+    logger,
+    deadline: options.deadline,
+  });
 }

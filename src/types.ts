@@ -8,6 +8,8 @@ export type { OpenIDToken };
 export interface OpenIDClientParts {
   getOpenIdToken(): Promise<OpenIDToken>;
   getDeviceId?(): string | null;
+  /** When there, its token is scrubbed from the errors of the OpenID request. */
+  getAccessToken?(): string | null;
 }
 
 /** A MatrixRTC LiveKit transport (MSC4143), as found in call memberships. */

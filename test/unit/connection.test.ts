@@ -1,5 +1,6 @@
-import { ConnectionError } from "livekit-client";
-import { RoomEvent } from "livekit-client";
+import { ConnectionError, RoomEvent } from "livekit-client";
+import { createClient } from "matrix-js-sdk";
+import { inspect } from "node:util";
 import { fromCallback, fromPromise } from "xstate";
 import {
   Connection,
@@ -31,9 +32,10 @@ import {
   answer,
   makeConnection,
   matrixClient,
+  USER_ID,
 } from "../support/harness";
 import { LoopbackServer, hang, sendJson, type Handler } from "../support/loopbackServer";
-import { makeLivekitJwt } from "../support/tokens";
+import { makeLivekitJwt, openIdToken } from "../support/tokens";
 import { waitUntil } from "../support/waitUntil";
 
 const server = LoopbackServer.forThisFile();
@@ -362,6 +364,64 @@ describe("secrets", () => {
       if (scenario !== "succeed") expect(texts.some((t) => t.includes("[redacted]"))).toBe(true);
     },
   );
+
+  /** A token with the characters encodings change, written the ways servers echo text. */
+  const ODD_TOKEN = "tok/en+with=odd&chars~0123456789";
+  const echoes: [string, string][] = [
+    ["raw", ODD_TOKEN],
+    ["JSON with \\/", ODD_TOKEN.replace(/\//g, "\\/")],
+    [
+      "JSON, every character \\uXXXX",
+      [...ODD_TOKEN].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`).join(""),
+    ],
+    ["percent-encoded", encodeURIComponent(ODD_TOKEN)],
+    ["percent-encoded, lower-case hex", encodeURIComponent(ODD_TOKEN).replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase())],
+    ["base64", Buffer.from(ODD_TOKEN).toString("base64")],
+    ["base64url", Buffer.from(ODD_TOKEN).toString("base64url")],
+    ["HTML character references", [...ODD_TOKEN].map((c) => `&#${c.charCodeAt(0)};`).join("")],
+  ];
+
+  test.each(echoes)(
+    "an OpenID access token echoed by the auth service (%s) reaches no log, error, state$ or inspection event",
+    async (_encoding, echoed) => {
+      const events: unknown[] = [];
+      const echo: Handler = (_, res) => {
+        res.writeHead(500, { "Content-Type": "text/plain", "X-Echo": encodeURIComponent(ODD_TOKEN) });
+        res.end(`rejected ${echoed} (${echoed})`);
+      };
+      server.reset();
+      server.always(GET_TOKEN_PATH, echo).always(SFU_GET_PATH, echo);
+      const h = makeConnection(server, {
+        client: { getOpenIdToken: async () => openIdToken(ODD_TOKEN) },
+        inspect: (event) => events.push(event),
+        retry: { maxAttempts: 2, initialDelayMs: 1 },
+      });
+      const error = await h.connection.start().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(FailToGetOpenIdToken);
+      const texts = [...strings(events), ...strings(h.states), ...h.logger.lines, inspect(error, { depth: Infinity })];
+      expect(texts.filter((t) => t.includes(echoed) || t.includes(ODD_TOKEN))).toEqual([]);
+      expect(texts.some((t) => t.includes("rejected [redacted] ([redacted])"))).toBe(true);
+    },
+  );
+
+  test("a Matrix access token sent in the query string is scrubbed from the homeserver's errors", async () => {
+    server.reset();
+    server.always(OPENID_PATH, (req, res) => sendJson(res, 500, { errcode: "M_UNKNOWN", error: `no: ${req.path}` }));
+    const client = createClient({
+      baseUrl: server.url,
+      accessToken: MATRIX_ACCESS_TOKEN,
+      userId: USER_ID,
+      deviceId: "D",
+      useAuthorizationHeader: false,
+      logger: { debug() {}, info() {}, warn() {}, error() {}, trace() {}, getChild: () => undefined } as never,
+    });
+    const h = makeConnection(server, { client, retry: { maxAttempts: 1 } });
+    const error = await h.connection.start().catch((e: unknown) => e);
+    expect(server.requests[0]!.path).toBe(OPENID_PATH); // the token went in the query string
+    const text = [inspect(error, { depth: Infinity }), ...h.logger.lines].join("\n");
+    expect(text).toContain("[redacted]");
+    expect(text).not.toContain(MATRIX_ACCESS_TOKEN);
+  });
 });
 
 describe("time limits", () => {
