@@ -12,6 +12,8 @@ const config: Config = {
   projects: [
     { ...common, displayName: "unit", testMatch: ["<rootDir>/test/unit/**/*.test.ts", "<rootDir>/test/*.test.ts"] },
     { ...common, displayName: "model", testMatch: ["<rootDir>/test/model/**/*.test.ts"] },
+    // Property-based (fast-check): FUZZ_RUNS and FUZZ_SEED choose the run (test/fuzz/connection.fuzz.test.ts).
+    { ...common, displayName: "fuzz", testMatch: ["<rootDir>/test/fuzz/**/*.test.ts"] },
     {
       // Browser end-to-end tests against a real loopback Synapse + LiveKit + jwt service (test/e2e/README.md).
       // Its globalSetup installs/starts the stack, bundles the test page and launches Chromium. The scenarios
