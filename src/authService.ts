@@ -69,7 +69,33 @@ function retryAfterHeaderMs(value: string | null): number | undefined {
   return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
+/**
+ * Runs `work` with a signal of its own that follows `outer`: fetch implementations hang listeners on the signal
+ * they are given and do not always take them off, which would pile up on a caller's long-lived signal.
+ */
+async function withOwnSignal<T>(outer: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const own = new AbortController();
+  const follow = (): void => own.abort(outer.reason);
+  if (outer.aborted) follow();
+  else outer.addEventListener("abort", follow, { once: true });
+  try {
+    return await work(own.signal);
+  } finally {
+    outer.removeEventListener("abort", follow);
+  }
+}
+
 async function postJson(
+  fetchFn: typeof globalThis.fetch,
+  endpoint: string,
+  body: unknown,
+  outer: AbortSignal,
+  secret: string,
+): Promise<unknown> {
+  return withOwnSignal(outer, (signal) => postJsonWith(fetchFn, endpoint, body, signal, secret));
+}
+
+async function postJsonWith(
   fetchFn: typeof globalThis.fetch,
   endpoint: string,
   body: unknown,

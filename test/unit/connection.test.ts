@@ -1,5 +1,6 @@
 import { ConnectionError, RoomEvent } from "livekit-client";
 import { createClient } from "matrix-js-sdk";
+import { getEventListeners } from "node:events";
 import { inspect } from "node:util";
 import { fromCallback, fromPromise } from "xstate";
 import {
@@ -8,6 +9,7 @@ import {
   connectionActors,
   connectionDepsOf,
   connectionMachine,
+  getSFUConfigWithOpenID,
   mapConnectError,
   reveal,
   type ConnectRoomInput,
@@ -542,6 +544,25 @@ describe("start() and stop() always settle", () => {
     h.connection.actor.stop();
     await expect(started).resolves.toBeUndefined();
     await expect(h.connection.stop()).resolves.toBeUndefined();
+  });
+});
+
+describe("a long-lived AbortSignal", () => {
+  test("gathers no listeners over repeated start/stop, nor over repeated getSFUConfigWithOpenID calls", async () => {
+    const controller = new AbortController();
+    const h = makeConnection(server, { signal: controller.signal });
+    h.room.autoConnect = "succeed";
+    for (let i = 0; i < 50; i++) {
+      await h.connection.start();
+      await h.connection.stop();
+    }
+    expect(getEventListeners(controller.signal, "abort")).toHaveLength(1); // the Connection's own
+    const signal = new AbortController().signal;
+    const membership = { userId: USER_ID, deviceId: "D", memberId: "m" };
+    for (let i = 0; i < 50; i++) {
+      await getSFUConfigWithOpenID(matrixClient(server), membership, server.url + SERVICE_PATH, ROOM_ID, { signal });
+    }
+    expect(getEventListeners(signal, "abort")).toHaveLength(0);
   });
 });
 
