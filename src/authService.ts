@@ -6,7 +6,7 @@ import { FailToGetOpenIdToken } from "./errors";
 import { silentLogger } from "./logger";
 import { requestOpenIdToken } from "./openId";
 import { abortable, describe, withRetry } from "./retry";
-import { redact } from "./secret";
+import { redact, scrubSecrets } from "./secret";
 import { checkSFUConfig } from "./sfuConfig";
 import { checkTransportUrl } from "./transportUrl";
 import type {
@@ -59,6 +59,31 @@ export interface SFUConfigRequestOptions {
   allowInsecureTransport?: boolean;
   /** When the request must be over (ms since the epoch): a retry that would come later is not made. */
   deadline?: number;
+}
+
+/** The most of an answer that is read: an SFU config is a few hundred bytes. */
+const MAX_BODY_BYTES = 256 * 1024;
+
+/** The body as text, refused past MAX_BODY_BYTES instead of read to the end. */
+async function readText(res: Response): Promise<string> {
+  const reader = res.body?.getReader();
+  if (!reader) return "";
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > MAX_BODY_BYTES) {
+      void reader.cancel().catch(() => {});
+      throw new RangeError(`the answer is longer than ${MAX_BODY_BYTES} bytes`);
+    }
+    chunks.push(value);
+  }
+  const all = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) all.set(c, (at += c.byteLength) - c.byteLength);
+  return new TextDecoder().decode(all);
 }
 
 /** Retry-After as matrix-js-sdk reads it: whole seconds or an HTTP date. */
@@ -120,16 +145,23 @@ async function postJsonWith(
     );
   } catch (e) {
     if (signal.aborted) throw signal.reason;
-    throw new SFUConfigError(`POST ${endpoint} failed: ${redact(describe(e), [secret])}`, { endpoint }, e);
+    scrubSecrets(e, [secret]);
+    throw new SFUConfigError(`POST ${endpoint} failed: ${describe(e)}`, { endpoint }, e);
   }
   try {
-    text = redact(await abortable(res.text(), signal), [secret]);
+    text = redact(await abortable(readText(res), signal), [secret]);
   } catch (e) {
     if (signal.aborted) throw signal.reason;
-    // Cut mid-body (a reset after the headers): as transient as a reset before them, so it is retried.
+    scrubSecrets(e, [secret]);
+    // Cut mid-body (a reset after the headers), or too long: with the answer's status, so a cut 5xx or 200 is
+    // retried like a reset before the status line, and a cut 4xx is as final as a whole one.
     throw new SFUConfigError(
-      `POST ${endpoint} answered ${res.status}, then the body was cut: ${redact(describe(e), [secret])}`,
-      { endpoint },
+      `POST ${endpoint} answered ${res.status}, then the body failed: ${describe(e)}`,
+      {
+        endpoint,
+        httpStatus: res.ok ? undefined : res.status,
+        retryAfterMs: retryAfterHeaderMs(res.headers.get("Retry-After")),
+      },
       e,
     );
   }

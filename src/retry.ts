@@ -68,7 +68,10 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
 
 /** Settles like `promise`, or rejects with the signal's reason if it aborts first. */
 export function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
+  if (signal.aborted) {
+    promise.catch(() => {}); // nobody waits for it any more; its failure is no one's to report
+    return Promise.reject(signal.reason);
+  }
   return new Promise<T>((resolve, reject) => {
     const onAbort = (): void => reject(signal.reason);
     signal.addEventListener("abort", onAbort, { once: true });
@@ -86,7 +89,7 @@ export function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<
 }
 
 /** The longest a timer can wait (setTimeout's range): a longer delay would fire at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A retry the server asked for too late: beyond the phase's time limit, or beyond what a timer can wait. */
 export class RetryTooLateError extends Error {
@@ -115,7 +118,7 @@ export async function withRetry<T>(
       const delay = retryDelayMs(e, attempt, initialDelayMs);
       if (delay > MAX_TIMER_MS || (options.deadline !== undefined && Date.now() + delay >= options.deadline)) {
         throw new RetryTooLateError(
-          `${what} failed and the next attempt would come after the time limit (in ${Math.round(delay / 1000)} s)`,
+          `${what} failed and the next attempt would come after the time limit (in ${delay < 1000 ? `${delay} ms` : `${Math.round(delay / 1000)} s`})`,
           { cause: e },
         );
       }

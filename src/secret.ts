@@ -39,55 +39,63 @@ export function reveal<T>(secret: Sealed<T>): T {
 
 const utf8 = /* @__PURE__ */ new TextEncoder();
 
+/** Longer credentials are looked for only as they are: a pattern of every encoding would grow with them. */
+const MAX_ENCODED_SECRET = 2048;
+
 const escapeRegExp = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 /** `2f` → `2[fF]`: hex digits in either case. */
 const anyCaseHex = (hex: string): string => hex.replace(/[a-f]/gi, (d) => `[${d.toLowerCase()}${d.toUpperCase()}]`);
 
+const HTML_NAMED: Record<string, string> = { "&": "amp", "<": "lt", ">": "gt", '"': "quot", "'": "apos" };
+
 /**
- * The ways a server may have written one character of a credential it echoes: as it is, JSON-escaped (`\u002F`,
- * `\/`, `\"`), percent-encoded (either case), as an HTML character reference, `+` for a space.
+ * The ways a server may have written one character of a credential it echoes, longest first: JSON-escaped
+ * (`\u002F`, a surrogate pair beyond the BMP, `\/`, `\"`, `\\`), an HTML character reference, percent-encoded
+ * (either case), `+` for a space, or as it is.
  */
 function characterForms(c: string): string[] {
   const cp = c.codePointAt(0)!;
-  const hex = cp.toString(16);
+  const units = [...c].length === c.length ? [cp] : [c.charCodeAt(0), c.charCodeAt(1)];
   const forms = [
-    escapeRegExp(c),
-    `\\\\[uU]${anyCaseHex(hex.padStart(4, "0"))}`,
+    units.map((u) => `\\\\[uU]${anyCaseHex(u.toString(16).padStart(4, "0"))}`).join(""),
     `&#0*${cp};`,
-    `&#[xX]0*${anyCaseHex(hex)};`,
+    `&#[xX]0*${anyCaseHex(cp.toString(16))};`,
+    [...utf8.encode(c)].map((b) => `%${anyCaseHex(b.toString(16).padStart(2, "0"))}`).join(""),
   ];
-  // Percent-encoding: the character's UTF-8 bytes, each as %XX.
-  forms.push([...utf8.encode(c)].map((b) => `%${anyCaseHex(b.toString(16).padStart(2, "0"))}`).join(""));
+  if (HTML_NAMED[c]) forms.push(`&${HTML_NAMED[c]};`);
   if (c === "/" || c === '"' || c === "\\") forms.push(`\\\\${escapeRegExp(c)}`);
   if (c === " ") forms.push("\\+");
+  forms.push(escapeRegExp(c));
   return forms;
 }
 
+/**
+ * The secret's bytes in base64 and base64url at each of the three alignments it can have inside a longer
+ * encoded text: only the characters that depend on the secret's bytes alone.
+ */
 function base64Forms(secret: string): string[] {
   const bytes = utf8.encode(secret);
-  let binary = "";
-  for (const b of bytes) binary += String.fromCharCode(b);
-  const b64 = btoa(binary).replace(/=+$/, "");
-  return [b64, b64.replace(/\+/g, "-").replace(/\//g, "_")];
+  const forms: string[] = [];
+  for (let k = 0; k < 3; k++) {
+    let binary = "\0".repeat(k);
+    for (const b of bytes) binary += String.fromCharCode(b);
+    const b64 = btoa(binary);
+    const part = b64.slice(Math.ceil((8 * k) / 6), Math.floor((8 * (k + bytes.length)) / 6));
+    forms.push(part, part.replace(/\+/g, "-").replace(/\//g, "_"));
+  }
+  return forms;
 }
 
-const patterns = new Map<string, RegExp>();
-
-/** A pattern that finds `secret` however a server echoed it: any mix of the character forms, or base64. */
+/**
+ * A pattern that finds `secret` however a server echoed it: any mix of the character forms, or base64. Each
+ * character's forms are tried as an atomic group (`(?=(…))\N`), so a near-miss cannot make the search backtrack
+ * through every way of reading the text.
+ */
 function patternOf(secret: string): RegExp {
-  let pattern = patterns.get(secret);
-  if (!pattern) {
-    const perCharacter = [...secret].map((c) => `(?:${characterForms(c).join("|")})`).join("");
-    pattern = new RegExp(
-      [perCharacter, ...base64Forms(secret).map((form) => `${escapeRegExp(form)}=*`)].join("|"),
-      "g",
-    );
-    if (patterns.size > 64) patterns.clear();
-    patterns.set(secret, pattern);
-  }
-  pattern.lastIndex = 0;
-  return pattern;
+  const perCharacter = [...secret].map((c, i) => `(?=(${characterForms(c).join("|")}))\\${i + 1}`).join("");
+  const base64 = base64Forms(secret).map(escapeRegExp);
+  return new RegExp([`(?:${perCharacter})`, ...base64.map((form) => `${form}=*`)].join("|"), "g");
 }
 
 /**
@@ -97,41 +105,56 @@ function patternOf(secret: string): RegExp {
 export function redact(text: string, secrets: readonly (string | null | undefined)[]): string {
   let out = text;
   for (const s of secrets) {
-    if (s && s.length >= 4) out = out.replace(patternOf(s), REDACTED);
+    if (!s || s.length < 4) continue;
+    if (s.length > MAX_ENCODED_SECRET) {
+      out = out.split(s).join(REDACTED);
+    } else if (/[%\\&+]/.test(out)) {
+      out = out.replace(patternOf(s), REDACTED);
+    } else {
+      // Without an escape in the text only the raw and base64 forms can be there: plain searches will do.
+      for (const form of [s, ...base64Forms(s)]) out = out.split(form).join(REDACTED);
+    }
   }
   return out;
 }
 
 /**
  * Removes the given secrets from an error, its `cause` chain and the objects it carries (a MatrixError's `data`,
- * say), in place: `message`, `stack` and every string field. Servers echo credentials (LiveKit's 401 body quotes
- * the rejected token), and the error goes on to logs, `state$` and inspection events.
+ * say), in place: `message`, `stack` and every string field, enumerable or not. (Objects reachable from the error
+ * are changed too.) A string thrown instead of an error comes back redacted. Servers echo credentials (LiveKit's
+ * 401 body quotes the rejected token), and the error goes on to logs, `state$` and inspection events.
  */
-export function scrubSecrets<T>(
-  error: T,
-  secrets: readonly (string | null | undefined)[],
-  seen = new Set<unknown>(),
-  depth = 0,
-): T {
-  if (typeof error !== "object" || error === null || seen.has(error) || depth > 8) return error;
-  seen.add(error);
-  const record = error as Record<string, unknown>;
-  const keys = new Set([...Object.keys(record), "message", "stack"]);
-  if (error instanceof Error) keys.add("cause");
+export function scrubSecrets<T>(error: T, secrets: readonly (string | null | undefined)[]): T {
+  const present = secrets.filter((s): s is string => !!s && s.length >= 4);
+  if (present.length === 0) return error;
+  if (typeof error === "string") return redact(error, present) as T;
+  scrubObject(error, present, new Set(), 0);
+  return error;
+}
+
+function scrubObject(value: unknown, secrets: readonly string[], seen: Set<unknown>, depth: number): void {
+  if (typeof value !== "object" || value === null || seen.has(value) || depth > 8) return;
+  seen.add(value);
+  const record = value as Record<string, unknown>;
+  let keys: string[];
+  try {
+    keys = [...new Set([...Object.getOwnPropertyNames(record), "message", "stack", "cause"])];
+  } catch {
+    return; // a Proxy that refuses: nothing to walk
+  }
   for (const key of keys) {
-    const value = record[key];
-    if (typeof value === "string") {
-      const clean = redact(value, secrets);
-      if (clean !== value) {
-        try {
-          record[key] = clean;
-        } catch {
-          // a read-only field; nothing better to do
-        }
+    try {
+      const field = record[key];
+      if (typeof field === "string") {
+        const clean = redact(field, secrets);
+        if (clean !== field) record[key] = clean;
+      } else if (field instanceof Map) {
+        for (const entry of field) scrubObject(entry, secrets, seen, depth + 1);
+      } else {
+        scrubObject(field, secrets, seen, depth + 1);
       }
-    } else if (typeof value === "object" && value !== null) {
-      scrubSecrets(value, secrets, seen, depth + 1);
+    } catch {
+      // a getter that throws or a read-only field: leave it
     }
   }
-  return error;
 }

@@ -156,7 +156,7 @@ describe("the SFU config request", () => {
       retry: { maxAttempts: 3, initialDelayMs: 5 },
     }).catch((e: unknown) => e);
     expect(error).toMatchObject({ name: "SFUConfigError", httpStatus: undefined });
-    expect((error as Error).message).toMatch(/answered 200, then the body was cut/);
+    expect((error as Error).message).toMatch(/answered 200, then the body failed: TypeError: terminated/);
     expect(server.to(GET_TOKEN_PATH)).toHaveLength(3);
   });
 
