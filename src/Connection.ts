@@ -63,8 +63,6 @@ export class Connection<R extends LivekitRoomLike = Room> {
   constructor(opts: ConnectionOpts<R>, logger: Logger = silentLogger) {
     const checked = checkConnectionOptions(opts);
     if (typeof opts.livekitRoomFactory !== "function") throw new TypeError("livekitRoomFactory must be a function");
-    const signal: unknown = opts.signal;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError("signal must be an AbortSignal");
     checkLogger(logger);
     this.logger = childLogger(logger, `[Connection ${opts.transport.livekit_service_url}]`);
     this.transport = opts.transport;
@@ -113,7 +111,8 @@ export class Connection<R extends LivekitRoomLike = Room> {
     this.remoteParticipants$ = behavior(participants);
     this.actor.start();
 
-    if (!(signal instanceof AbortSignal)) return;
+    const signal = opts.signal;
+    if (!signal) return;
     const dispose = (): void => {
       this.logger.info("signal aborted: stopping and disposing");
       release(); // at once: the observables complete before the room is disconnected

@@ -4,7 +4,7 @@ import { connectionActors, type ConnectionDeps } from "./actors";
 import { connectionStateOf } from "./connectionState";
 import { isCallError } from "./errors";
 import { silentLogger } from "./logger";
-import { checkConnectionOptions, checkInspect, checkLogger, checkRoom, type CheckedOptions } from "./options";
+import { checkConnectionOptions, guardInspect, checkLogger, checkRoom, type CheckedOptions } from "./options";
 import { Secret } from "./secret";
 import type { ConnectionActorOptions, Logger } from "./types";
 
@@ -24,7 +24,7 @@ export function newConnectionActor(
   const deps: ConnectionDeps = { ...checked.deps, room, logger };
   return createActor(options.machine ?? liveMachine, {
     input: { deps: new Secret(deps), existingSFUConfig: checked.existingSFUConfig },
-    inspect: checkInspect(options.inspect, logger),
+    inspect: guardInspect(options.inspect, logger),
   });
 }
 

@@ -1,5 +1,8 @@
 /** Reading a LiveKit JWT: its payload only; the signature is the SFU's to check. */
 
+/** A LiveKit JWT is a few hundred characters; anything far longer is not one. */
+const MAX_JWT_LENGTH = 16 * 1024;
+
 const utf8 = /* @__PURE__ */ new TextDecoder("utf-8", { fatal: true });
 
 function base64UrlDecode(segment: string): string {
@@ -17,9 +20,13 @@ function base64UrlDecode(segment: string): string {
  */
 export function decodeLivekitJwt(jwt: unknown): { livekitAlias: string; livekitIdentity: string } {
   if (typeof jwt !== "string") throw new TypeError("the JWT is not a string");
+  if (jwt.length > MAX_JWT_LENGTH) throw new TypeError(`the JWT is longer than ${MAX_JWT_LENGTH} characters`);
   const parts = jwt.split(".");
   if (parts.length !== 3 || parts.some((p) => p.length === 0)) {
     throw new TypeError(`the JWT does not have three non-empty parts (it has ${parts.length})`);
+  }
+  if (!parts.every((p) => /^[A-Za-z0-9_-]+$/.test(p))) {
+    throw new TypeError("the JWT has a part that is not base64url");
   }
   let payload: { sub?: unknown; video?: { room?: unknown } };
   try {

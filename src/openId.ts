@@ -15,6 +15,7 @@ function checkOpenIdToken(token: unknown): OpenIDToken {
   ) {
     throw new TypeError("the homeserver's OpenID token lacks access_token or matrix_server_name");
   }
+  if (t.access_token.length > 4096) throw new TypeError("the homeserver's OpenID access token is over 4096 characters");
   return t as OpenIDToken;
 }
 

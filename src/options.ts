@@ -5,13 +5,11 @@
 import type { InspectionEvent } from "xstate";
 import type { SFUCredentials } from "../machines/connection.machine";
 import { DEFAULT_TIMEOUTS, type ConnectionDeps } from "./actors";
-import { DEFAULT_RETRY } from "./retry";
+import { DEFAULT_RETRY, MAX_TIMER_MS } from "./retry";
 import { Secret } from "./secret";
 import { checkSFUConfig } from "./sfuConfig";
+import { checkTransportUrl } from "./transportUrl";
 import type { ConnectionActorOptions, LivekitRoomLike, Logger } from "./types";
-
-/** The longest delay a timer can wait (setTimeout's range); a longer one would fire at once. */
-export const MAX_DELAY_MS = 2 ** 31 - 1;
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null;
 
@@ -31,8 +29,8 @@ function optionalBoolean(value: unknown, what: string): boolean | undefined {
 /** A number of milliseconds a timer can wait, or undefined for the default. */
 function optionalDelay(value: unknown, what: string): number | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || value > MAX_DELAY_MS) {
-    throw new TypeError(`${what} must be a number of milliseconds from 0 to ${MAX_DELAY_MS}, not ${String(value)}`);
+  if (typeof value !== "number" || !Number.isFinite(value) || value < 0 || value > MAX_TIMER_MS) {
+    throw new TypeError(`${what} must be a number of milliseconds from 0 to ${MAX_TIMER_MS}, not ${String(value)}`);
   }
   return value;
 }
@@ -67,17 +65,7 @@ function checkTimeouts(value: unknown): ConnectionDeps["timeouts"] {
 /** The auth service's URL must be an http(s) URL; whether plain http may be used is decided when it is used. */
 function checkServiceUrlShape(value: unknown): void {
   requireString(value, "transport.livekit_service_url");
-  let url: URL;
-  try {
-    url = new URL(value as string);
-  } catch {
-    throw new TypeError(
-      `transport.livekit_service_url is not a valid URL: ${JSON.stringify(String(value).slice(0, 200))}`,
-    );
-  }
-  if (url.protocol !== "https:" && url.protocol !== "http:") {
-    throw new TypeError(`transport.livekit_service_url must be an https: (or http:) URL, not ${url.protocol}`);
-  }
+  checkTransportUrl(value as string, "transport.livekit_service_url", "http", true);
 }
 
 /** Options checked once, before the room is made, and turned into what the machine takes. */
@@ -103,10 +91,13 @@ export function checkConnectionOptions(o: Omit<ConnectionActorOptions, "room">):
   requireString(o.ownMembershipIdentity.deviceId, "ownMembershipIdentity.deviceId");
   requireString(o.ownMembershipIdentity.memberId, "ownMembershipIdentity.memberId");
   if (o.fetch !== undefined && typeof o.fetch !== "function") throw new TypeError("fetch must be a function");
+  checkInspectShape(o.inspect);
+  const signal: unknown = (o as { signal?: unknown }).signal;
+  if (signal != null && !(signal instanceof AbortSignal)) throw new TypeError("signal must be an AbortSignal");
   if (o.machine !== undefined && !isObject(o.machine?.root)) throw new TypeError("machine must be a state machine");
   const allowInsecureTransport = optionalBoolean(o.allowInsecureTransport, "allowInsecureTransport") ?? false;
   let existingSFUConfig: SFUCredentials | undefined;
-  if (o.existingSFUConfig !== undefined) {
+  if (o.existingSFUConfig != null) {
     const checked = checkSFUConfig(o.existingSFUConfig, "existingSFUConfig", allowInsecureTransport);
     existingSFUConfig = { ...checked, jwt: new Secret(checked.jwt) };
   }
@@ -155,22 +146,30 @@ export function childLogger(logger: Logger, namespace: string): Logger {
   return child;
 }
 
+function checkInspectShape(inspect: unknown): void {
+  const next = typeof inspect === "function" ? inspect : isObject(inspect) ? inspect.next : undefined;
+  if (inspect !== undefined && typeof next !== "function") {
+    throw new TypeError("inspect must be a function or an observer with next()");
+  }
+}
+
 /**
- * The `inspect` option as xstate takes it, made safe: an observer that throws is logged and the connection goes
- * on (a broken devtool must not break a call).
+ * The `inspect` option as xstate takes it, made safe: an observer that throws is logged (once) and the
+ * connection goes on (a broken devtool must not break a call).
  */
-export function checkInspect(
+export function guardInspect(
   inspect: ConnectionActorOptions["inspect"],
   logger: Logger,
 ): ((event: InspectionEvent) => void) | undefined {
   if (inspect === undefined) return undefined;
-  const next = typeof inspect === "function" ? inspect : isObject(inspect) ? inspect.next : undefined;
-  if (typeof next !== "function") throw new TypeError("inspect must be a function or an observer with next()");
+  const next = (typeof inspect === "function" ? inspect : inspect.next) as (event: InspectionEvent) => void;
+  let logged = false;
   return (event) => {
     try {
       next.call(inspect, event);
     } catch (e) {
-      logger.error("the inspect observer threw; the connection goes on", e);
+      if (!logged) logger.error("the inspect observer threw; the connection goes on", e);
+      logged = true;
     }
   };
 }

@@ -5,6 +5,8 @@ import { waitUntil } from "./waitUntil";
 export interface RecordedRequest {
   method: string;
   path: string;
+  /** The query string, `?` included, or "". */
+  query: string;
   headers: IncomingMessage["headers"];
   body: string;
   json: unknown;
@@ -141,10 +143,12 @@ export class LoopbackServer {
       } catch {
         json = undefined;
       }
-      const path = (req.url ?? "/").split("?")[0]!;
+      const url = req.url ?? "/";
+      const path = url.split("?")[0]!;
       const recorded: RecordedRequest = {
         method: req.method ?? "",
         path,
+        query: url.slice(path.length),
         headers: req.headers,
         body,
         json,

@@ -43,7 +43,7 @@ describe("a malformed option is a TypeError naming it, before the room is made o
     [
       "a service URL of another scheme",
       { transport: { type: "livekit", livekit_service_url: "ftp://auth.example.org" } },
-      /livekit_service_url must be an https: .*not ftp:/,
+      /livekit_service_url must use https: or http:, not ftp:/,
     ],
     [
       "NaN as a time limit",
@@ -86,9 +86,20 @@ describe("a malformed option is a TypeError naming it, before the room is made o
       /the room has no state/,
     ],
   ])("%s", (_name, change, message) => {
-    expect(() => new Connection({ ...valid(), ...change } as ConnectionOpts<FakeRoom>)).toThrow(TypeError);
-    expect(() => new Connection({ ...valid(), ...change } as ConnectionOpts<FakeRoom>)).toThrow(message);
+    const factory = jest.fn(() => new FakeRoom());
+    const opts = { ...valid(), livekitRoomFactory: factory, ...change } as ConnectionOpts<FakeRoom>;
+    expect(() => new Connection(opts)).toThrow(TypeError);
+    expect(() => new Connection(opts)).toThrow(message);
+    // The room's own shape can only be checked once the factory made it; everything else is checked before.
+    if (!("livekitRoomFactory" in change)) expect(factory).not.toHaveBeenCalled();
     expect(server.requests).toHaveLength(0);
+  });
+
+  test.each([
+    ["signal: null", { signal: null }],
+    ["existingSFUConfig: null", { existingSFUConfig: null }],
+  ])("%s means none, as it did", (_name, change) => {
+    expect(() => new Connection({ ...valid(), ...change } as unknown as ConnectionOpts<FakeRoom>)).not.toThrow();
   });
 
   test.each<[string, unknown, RegExp]>([
