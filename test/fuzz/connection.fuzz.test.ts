@@ -86,6 +86,15 @@ type Entry =
   | { room: "connect" | "connected" | "disconnect" | "now disconnected" }
   | { state: unknown };
 
+/** How servers echo a token: as it is, JSON-escaped character by character, percent-encoded, base64. */
+const ECHOES: ((token: string) => string)[] = [
+  (t) => t,
+  (t) => [...t].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`).join(""),
+  (t) => [...t].map((c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`).join(""),
+  (t) => Buffer.from(t).toString("base64"),
+];
+let echoCount = 0;
+
 const counts = { sequences: 0, commands: 0, starts: 0, connects: 0, connected: 0, errorsShown: 0, checks: 0 };
 
 async function run(commands: Command[]): Promise<void> {
@@ -173,12 +182,10 @@ async function run(commands: Command[]): Promise<void> {
       res.write('{"url": "ws://127.0.0.1');
       return void setTimeout(() => res.socket?.destroy(), 1);
     }
-    sendJson(
-      res,
-      a,
-      { errcode: "M_UNKNOWN", error: `refused ${ACCESS_TOKEN}` },
-      a === 429 ? { "Retry-After": "0" } : {},
-    );
+    // The error echoes the OpenID token, in the body's text and in its JSON, in one of the ways servers do.
+    const echoed = ECHOES[(echoCount++ + a) % ECHOES.length]!(ACCESS_TOKEN);
+    res.writeHead(a, { "Content-Type": "application/json", ...(a === 429 ? { "Retry-After": "0" } : {}) });
+    res.end(`{"errcode": "M_UNKNOWN", "error": "refused ${echoed}", "token": "${echoed}"}`);
   }
 
   for (const c of commands) {
@@ -270,7 +277,10 @@ async function run(commands: Command[]): Promise<void> {
   }
   const texts = [...events, ...logger.lines, ...log.map((e) => inspect(e, { depth: 4 }))];
   for (const secret of [JWT, ACCESS_TOKEN]) {
-    if (texts.some((t) => t.includes(secret))) fail("a credential reached a log, an error or an inspection event");
+    for (const echo of ECHOES) {
+      const form = echo(secret);
+      if (texts.some((t) => t.includes(form))) fail(`a credential (${form.slice(0, 12)}…) reached a log or an event`);
+    }
   }
 }
 
