@@ -139,9 +139,9 @@ export class Connection<R extends LivekitRoomLike = Room> {
 
   /**
    * Starts the pipeline (OpenID → SFU config → LiveKit); `FetchingConfig` (with `existingSFUConfig`:
-   * `disconnected`) is emitted synchronously, unless a stop is under way. Resolves once connected, or when the run ends without an error
-   * first (stopped, disposed, or a connection lost while this start waited); rejects with the CallError if it
-   * fails. Calling it while a run is under way joins that run; after a lost connection it connects again;
+   * `disconnected`) is emitted synchronously, unless a stop is under way. Resolves once connected, or when the
+   * run ends without an error first (stopped, disposed, or a connection lost while this start waited); rejects
+   * with the CallError if it fails. Calling it while a run is under way joins that run; after a lost connection it connects again;
    * while a stop is under way it starts again once stopped, unless stop() is called again meanwhile.
    */
   async start(): Promise<void> {

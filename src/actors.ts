@@ -10,7 +10,7 @@ import type {
   SFUCredentials,
 } from "../machines/connection.machine";
 import { FailToGetOpenIdToken, mapConnectError } from "./errors";
-import { abortable, describe } from "./retry";
+import { abortable, describe, withOwnSignal } from "./retry";
 import { Secret, reveal } from "./secret";
 import { checkServiceUrl, requestSFUConfig } from "./authService";
 import { requestOpenIdToken } from "./openId";
@@ -52,17 +52,15 @@ async function withinTime<T>(
   what: string,
   work: (signal: AbortSignal, deadline: number) => Promise<T>,
 ): Promise<T> {
-  const controller = new AbortController();
-  const onStop = (): void => controller.abort(stop.reason);
-  stop.addEventListener("abort", onStop, { once: true });
-  const timer = setTimeout(() => controller.abort(new PhaseTimeoutError(`${what} took longer than ${ms} ms`)), ms);
-  try {
-    // Raced with the abort, so the limit holds whatever `work` does with its signal.
-    return await abortable(work(controller.signal, Date.now() + ms), controller.signal);
-  } finally {
-    clearTimeout(timer);
-    stop.removeEventListener("abort", onStop);
-  }
+  return withOwnSignal(stop, async (signal, abort) => {
+    const timer = setTimeout(() => abort(new PhaseTimeoutError(`${what} took longer than ${ms} ms`)), ms);
+    try {
+      // Raced with the abort, so the limit holds whatever `work` does with its signal.
+      return await abortable(work(signal, Date.now() + ms), signal);
+    } finally {
+      clearTimeout(timer);
+    }
+  });
 }
 
 const ROOM_STATES: ReadonlySet<string> = new Set<RoomConnectionState>([

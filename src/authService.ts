@@ -5,7 +5,7 @@
 import { FailToGetOpenIdToken } from "./errors";
 import { silentLogger } from "./logger";
 import { requestOpenIdToken } from "./openId";
-import { abortable, describe, withRetry } from "./retry";
+import { abortable, describe, withOwnSignal, withRetry } from "./retry";
 import { redact, scrubSecrets } from "./secret";
 import { checkSFUConfig } from "./sfuConfig";
 import { checkTransportUrl } from "./transportUrl";
@@ -61,6 +61,8 @@ export interface SFUConfigRequestOptions {
   deadline?: number;
 }
 
+const utf8 = /* @__PURE__ */ new TextDecoder();
+
 /** The most of an answer that is read: an SFU config is a few hundred bytes. */
 const MAX_BODY_BYTES = 256 * 1024;
 
@@ -83,7 +85,7 @@ async function readText(res: Response): Promise<string> {
   const all = new Uint8Array(size);
   let at = 0;
   for (const c of chunks) all.set(c, (at += c.byteLength) - c.byteLength);
-  return new TextDecoder().decode(all);
+  return utf8.decode(all);
 }
 
 /** Retry-After as matrix-js-sdk reads it: whole seconds or an HTTP date. */
@@ -92,22 +94,6 @@ function retryAfterHeaderMs(value: string | null): number | undefined {
   if (/^\d+$/.test(value.trim())) return Number(value) * 1000;
   const date = Date.parse(value);
   return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
-}
-
-/**
- * Runs `work` with a signal of its own that follows `outer`: fetch implementations hang listeners on the signal
- * they are given and do not always take them off, which would pile up on a caller's long-lived signal.
- */
-async function withOwnSignal<T>(outer: AbortSignal, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const own = new AbortController();
-  const follow = (): void => own.abort(outer.reason);
-  if (outer.aborted) follow();
-  else outer.addEventListener("abort", follow, { once: true });
-  try {
-    return await work(own.signal);
-  } finally {
-    outer.removeEventListener("abort", follow);
-  }
 }
 
 async function postJson(

@@ -66,6 +66,26 @@ export function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * Runs `work` with a signal of its own that follows `outer` (and that `work` may abort itself): fetch
+ * implementations hang listeners on the signal they are given and do not always take them off, which would pile
+ * up on a caller's long-lived signal.
+ */
+export async function withOwnSignal<T>(
+  outer: AbortSignal,
+  work: (signal: AbortSignal, abort: (reason: unknown) => void) => Promise<T>,
+): Promise<T> {
+  const own = new AbortController();
+  const follow = (): void => own.abort(outer.reason);
+  if (outer.aborted) follow();
+  else outer.addEventListener("abort", follow, { once: true });
+  try {
+    return await work(own.signal, (reason) => own.abort(reason));
+  } finally {
+    outer.removeEventListener("abort", follow);
+  }
+}
+
 /** Settles like `promise`, or rejects with the signal's reason if it aborts first. */
 export function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   if (signal.aborted) {
