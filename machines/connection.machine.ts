@@ -17,6 +17,7 @@ export type CallErrorName =
   | "SFURoomCreationRestrictedError"
   | "PeerConnectionTimeoutError"
   | "LivekitConnectionError"
+  | "ConnectionLostError"
   | "UnknownCallError";
 
 /** The OpenID token a homeserver hands out (`IOpenIDToken` in matrix-js-sdk). */
@@ -33,7 +34,39 @@ export interface SFUCredentials {
   jwt: Sealed<string>;
   livekitAlias: string;
   livekitIdentity: string;
+  /** When the JWT expires (its `exp`, in ms since the epoch); undefined for a JWT without `exp`. */
+  expiresAt: number | undefined;
 }
+
+/** When and how often a lost connection is made again. */
+export interface ReconnectPolicy {
+  /** Reconnect attempts (each one a whole pipeline run) before giving up with ConnectionLostError. */
+  maxAttempts: number;
+  /** The wait before the first attempt; it doubles for each next one. */
+  initialDelayMs: number;
+  /** The longest wait between two attempts. */
+  maxDelayMs: number;
+}
+
+export const DEFAULT_RECONNECT_POLICY: ReconnectPolicy = { maxAttempts: 10, initialDelayMs: 1000, maxDelayMs: 30_000 };
+/** A known SFU config is used again only while its JWT stays valid for at least this long. */
+export const DEFAULT_JWT_MARGIN_MS = 60_000;
+
+/**
+ * The reasons (livekit-client `DisconnectReason` names) for which a lost connection is not made again: the
+ * server or the app ended it on purpose, or another session took its place.
+ */
+const FINAL_DISCONNECT_REASONS: ReadonlySet<string> = new Set([
+  "CLIENT_INITIATED",
+  "DUPLICATE_IDENTITY",
+  "PARTICIPANT_REMOVED",
+  "ROOM_DELETED",
+  "ROOM_CLOSED",
+  "JOIN_FAILURE",
+  "USER_UNAVAILABLE",
+  "USER_REJECTED",
+  "SIP_TRUNK_FAILURE",
+]);
 
 export interface ConnectionMachineInput {
   /**
@@ -42,23 +75,43 @@ export interface ConnectionMachineInput {
    * and inspection events never show the client or the room.
    */
   deps?: unknown;
-  /** Skip the fetch and connect with this config (Element Call's `existingSFUConfig`). */
+  /** Skip the fetch and connect with this config while its JWT is valid (Element Call's `existingSFUConfig`). */
   existingSFUConfig?: SFUCredentials;
+  /** Reconnect a lost connection under this policy (default `DEFAULT_RECONNECT_POLICY`); `false`: never. */
+  reconnect?: ReconnectPolicy | false;
+  /** Default `DEFAULT_JWT_MARGIN_MS`. */
+  jwtMarginMs?: number;
 }
 
 export interface ConnectionMachineContext {
   deps: unknown;
-  existingSFUConfig: SFUCredentials | undefined;
+  reconnect: ReconnectPolicy | false;
+  jwtMarginMs: number;
   openIdToken: Sealed<OpenIDToken> | undefined;
+  /** The SFU config of the last run (or the one given), kept for the next while its JWT is valid. */
   sfuConfig: SFUCredentials | undefined;
-  /** The error that put the machine in `Failed` (a CallError when the actors of `src/` are used). */
+  /** Whether this run connects with a config from before it (given, or kept from an earlier run). */
+  sfuConfigReused: boolean;
+  /** Reconnect attempts made since the connection was lost; 0 when not reconnecting. */
+  reconnectAttempts: number;
+  /** Why LiveKit ended the last live connection (a `DisconnectReason` name), if it said. */
+  lostReason: string | undefined;
+  /**
+   * The error that put the machine in `Failed` (a CallError when the actors of `src/` are used); in
+   * `Failed.ConnectionLost`, the last reconnect attempt's.
+   */
   error: unknown;
 }
 
 export type RoomConnectionState = "disconnected" | "connecting" | "connected" | "reconnecting" | "signalReconnecting";
 
-/** Events the room watcher sends: one per LiveKit `ConnectionState`. */
-export type RoomEvent = { type: `room.${RoomConnectionState}` };
+/**
+ * Events the room watcher sends: one per LiveKit `ConnectionState`; `room.disconnected` carries livekit-client's
+ * `DisconnectReason` name when it gave one.
+ */
+export type RoomEvent =
+  | { type: `room.${Exclude<RoomConnectionState, "disconnected">}` }
+  | { type: "room.disconnected"; reason?: string };
 
 export type ConnectionMachineEvent = { type: "START" } | { type: "STOP" } | { type: "DISPOSE" } | RoomEvent;
 
@@ -113,23 +166,62 @@ export const connectionMachine = setup({
     disconnectRoom: fromPromise<void, ActorInput>(async () => notProvided("disconnectRoom")),
   },
   actions: {
-    useExistingSFUConfig: assign({ sfuConfig: ({ context }) => context.existingSFUConfig }),
+    reuseSFUConfig: assign({ sfuConfigReused: true }),
     storeOpenIdToken: assign({ openIdToken: (_, params: { token: Sealed<OpenIDToken> }) => params.token }),
-    storeSFUConfig: assign({ sfuConfig: (_, params: { config: SFUCredentials }) => params.config }),
-    forgetSFUConfig: assign({ sfuConfig: undefined }),
+    storeSFUConfig: assign({
+      sfuConfig: (_, params: { config: SFUCredentials }) => params.config,
+      sfuConfigReused: false,
+    }),
+    forgetSFUConfig: assign({ sfuConfig: undefined, sfuConfigReused: false }),
     forgetOpenIdToken: assign({ openIdToken: undefined }),
-    /** On entry to `Failed`: the error of the `xstate.error.actor.*` event that led there. */
-    storeError: assign({ error: ({ event }) => (event as { error?: unknown }).error }),
+    /** The error of the `xstate.error.actor.*` event at hand (an event without one keeps the stored error). */
+    storeError: assign({
+      error: ({ context, event }) => ("error" in event ? (event as { error: unknown }).error : context.error),
+    }),
     clearError: assign({ error: undefined }),
+    /** On entry to `Livekit.lost`: the reason of the `room.disconnected` event that led there. */
+    storeLostReason: assign({
+      lostReason: ({ event }) => (event.type === "room.disconnected" ? event.reason : undefined),
+    }),
+    countReconnectAttempt: assign({ reconnectAttempts: ({ context }) => context.reconnectAttempts + 1 }),
+    resetReconnectAttempts: assign({ reconnectAttempts: 0 }),
   },
   guards: {
-    hasExistingSFUConfig: ({ context }) => context.existingSFUConfig !== undefined,
+    /** A known SFU config whose JWT stays valid for at least the margin (a JWT without `exp` always does). */
+    sfuConfigReusable: ({ context }) => {
+      const config = context.sfuConfig;
+      return config !== undefined && (config.expiresAt ?? Infinity) - Date.now() >= context.jwtMarginMs;
+    },
+    /** The SFU refused a JWT from before this run: the room is gone (404) or the token is (401/403). */
+    reusedSFUConfigRefused: ({ context, event }) => {
+      if (!context.sfuConfigReused) return false;
+      const error = (event as { error?: unknown }).error as { name?: unknown; reasonName?: unknown } | undefined;
+      return (
+        error?.name === "SFURoomCreationRestrictedError" ||
+        (error?.name === "LivekitConnectionError" && error.reasonName === "NotAllowed")
+      );
+    },
+    /** The lost connection is to be made again: a policy is set and LiveKit did not end it on purpose. */
+    mayReconnect: ({ context }) =>
+      context.reconnect !== false &&
+      (context.lostReason === undefined || !FINAL_DISCONNECT_REASONS.has(context.lostReason)),
+    /** This run is a reconnect attempt. */
+    reconnecting: ({ context }) => context.reconnectAttempts > 0,
+    reconnectAttemptsSpent: ({ context }) =>
+      context.reconnect === false || context.reconnectAttempts >= context.reconnect.maxAttempts,
     restartRequested: stateIn("#connection.Stopping.ThenStart"),
     disposalRequested: stateIn("#connection.Stopping.ThenDispose"),
     /** Whether the failure in an `xstate.error.actor.*` event is the CallError subclass named in params. */
     errorIs: ({ event }, params: { name: CallErrorName }) => {
       const error = (event as { error?: unknown }).error;
       return error instanceof Error && error.name === params.name;
+    },
+  },
+  delays: {
+    /** `initialDelayMs`, doubled for each attempt made, at most `maxDelayMs`. */
+    reconnectDelay: ({ context }) => {
+      const policy = context.reconnect || DEFAULT_RECONNECT_POLICY;
+      return Math.min(policy.initialDelayMs * 2 ** context.reconnectAttempts, policy.maxDelayMs);
     },
   },
 }).createMachine({
@@ -139,9 +231,13 @@ export const connectionMachine = setup({
   initial: "Initialized",
   context: ({ input }) => ({
     deps: input.deps,
-    existingSFUConfig: input.existingSFUConfig,
+    reconnect: input.reconnect ?? DEFAULT_RECONNECT_POLICY,
+    jwtMarginMs: input.jwtMarginMs ?? DEFAULT_JWT_MARGIN_MS,
     openIdToken: undefined,
-    sfuConfig: undefined,
+    sfuConfig: input.existingSFUConfig,
+    sfuConfigReused: false,
+    reconnectAttempts: 0,
+    lostReason: undefined,
     error: undefined,
   }),
   states: {
@@ -155,11 +251,11 @@ export const connectionMachine = setup({
     },
     Starting: {
       description:
-        "Where every run begins: with a known SFU config the room is connected at once, otherwise the config is fetched first.",
-      entry: ["clearError", "forgetSFUConfig"],
+        "Where every run begins: with a known SFU config whose JWT stays valid long enough (given, or kept from an earlier run) the room is connected at once, with no request; otherwise a fresh config is fetched first.",
+      entry: "clearError",
       always: [
-        { guard: "hasExistingSFUConfig", target: "Livekit", actions: "useExistingSFUConfig" },
-        { target: "FetchingConfig" },
+        { guard: "sfuConfigReusable", target: "Livekit", actions: "reuseSFUConfig" },
+        { target: "FetchingConfig", actions: "forgetSFUConfig" },
       ],
     },
     FetchingConfig: {
@@ -183,7 +279,10 @@ export const connectionMachine = setup({
               target: "RequestingSFUConfig",
               actions: { type: "storeOpenIdToken", params: ({ event }) => ({ token: event.output }) },
             },
-            onError: { target: "#connection.Failed.OpenIdError" },
+            onError: [
+              { guard: "reconnecting", target: "#connection.WaitingToReconnect", actions: "storeError" },
+              { target: "#connection.Failed.OpenIdError" },
+            ],
           },
         },
         RequestingSFUConfig: {
@@ -197,7 +296,10 @@ export const connectionMachine = setup({
               target: "#connection.Livekit",
               actions: { type: "storeSFUConfig", params: ({ event }) => ({ config: event.output }) },
             },
-            onError: { target: "#connection.Failed.OpenIdError" },
+            onError: [
+              { guard: "reconnecting", target: "#connection.WaitingToReconnect", actions: "storeError" },
+              { target: "#connection.Failed.OpenIdError" },
+            ],
           },
         },
       },
@@ -215,6 +317,9 @@ export const connectionMachine = setup({
           // No onDone: the room's own 'connected' report (sent before connect() resolves) moves the state; a
           // late done event must not pull a room that has moved on back to 'connected'.
           onError: [
+            // Once per run: the fresh config's own refusal goes on below.
+            { guard: "reusedSFUConfigRefused", target: "#connection.FetchingConfig", actions: "forgetSFUConfig" },
+            { guard: "reconnecting", target: "#connection.WaitingToReconnect", actions: "storeError" },
             {
               guard: { type: "errorIs", params: { name: "InsufficientCapacityError" } },
               target: "#connection.Failed.InsufficientCapacity",
@@ -257,6 +362,7 @@ export const connectionMachine = setup({
         connected: {
           description: "Joined the LiveKit room; media can flow.",
           tags: "settled",
+          entry: "resetReconnectAttempts",
           on: {
             "room.reconnecting": { target: "reconnecting" },
             "room.signalReconnecting": { target: "signalReconnecting" },
@@ -282,18 +388,34 @@ export const connectionMachine = setup({
         },
         lost: {
           description:
-            "A live connection dropped and LiveKit gave up reconnecting (shown as 'disconnected'). START connects again, with a new config unless one was given.",
+            "A live connection dropped and LiveKit gave up reconnecting (shown as 'disconnected'). Under a reconnect policy, and unless LiveKit ended it on purpose (the app, the server, or another session with the same identity), the connection waits to reconnect; otherwise it stays here until START.",
           tags: "settled",
+          entry: "storeLostReason",
+          always: { guard: "mayReconnect", target: "#connection.WaitingToReconnect" },
           on: {
             START: { target: "#connection.Starting" },
           },
         },
       },
     },
+    WaitingToReconnect: {
+      description:
+        "The connection was lost, or a reconnect attempt failed: waiting (initialDelayMs, doubling, at most maxDelayMs) before the next attempt, shown as 'disconnected'. START connects at once; STOP cancels; with the attempts spent, the connection has failed.",
+      always: { guard: "reconnectAttemptsSpent", target: "#connection.Failed.ConnectionLost" },
+      after: {
+        reconnectDelay: { target: "Starting", actions: "countReconnectAttempt" },
+      },
+      on: {
+        START: { target: "Starting", actions: "resetReconnectAttempts" },
+        STOP: { target: "Stopping" },
+        DISPOSE: { target: "#connection.Stopping.ThenDispose" },
+      },
+    },
     Stopping: {
       description:
         "Disconnecting the room (a pending connect is cancelled, without an error). The substate says what follows: START and STOP toggle between stopping and starting again; DISPOSE ends the connection for good.",
       initial: "ThenStop",
+      entry: "resetReconnectAttempts",
       invoke: {
         id: "disconnectRoom",
         src: "disconnectRoom",
@@ -330,18 +452,21 @@ export const connectionMachine = setup({
       },
     },
     Stopped: {
-      description: "Stopped on request. START runs the whole pipeline again.",
+      description:
+        "Stopped on request. START runs the pipeline again (reusing the SFU config while its JWT is valid).",
       tags: "settled",
+      entry: "resetReconnectAttempts",
       on: {
         START: { target: "Starting" },
         DISPOSE: { target: "Disposed" },
       },
     },
     Failed: {
-      description: "The connection could not be made; `context.error` says why. START tries again.",
+      description:
+        "The connection could not be made; `context.error` says why. START tries again (with the SFU config while its JWT is valid).",
       initial: "Unknown",
       tags: "settled",
-      entry: "storeError",
+      entry: ["storeError", "resetReconnectAttempts"],
       on: {
         START: { target: "Starting" },
         // Through Stopping, as Element Call's stop() always disconnects: an actor of one's own may have left
@@ -354,7 +479,8 @@ export const connectionMachine = setup({
           description: "No OpenID token or no SFU config: homeserver or auth service refused, failed or timed out.",
         },
         InsufficientCapacity: {
-          description: "The SFU is full (503, 429, 200 or a JOIN_FAILURE leave request).",
+          description:
+            "The SFU is over its limits: LiveKit's validate endpoint answered 503 or 429, or LiveKit sent a JOIN_FAILURE leave request.",
         },
         RoomCreationRestricted: {
           description: "The LiveKit room does not exist and this user may not create it (404).",
@@ -364,6 +490,10 @@ export const connectionMachine = setup({
         },
         LivekitError: {
           description: "LiveKit failed the connection for another reason (see the error's reasonName).",
+        },
+        ConnectionLost: {
+          description:
+            "A live connection was lost and every reconnect attempt failed; `context.error` is the last attempt's failure.",
         },
         Unknown: {
           description: "An unexpected failure.",

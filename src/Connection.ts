@@ -153,7 +153,7 @@ export class Connection<R extends LivekitRoomLike = Room> {
     this.actor.send({ type: "START" });
     const outcome = await this.until((s) => s.hasTag("settled"));
     if (outcome.status === "error") throw toCallError(outcome.error);
-    if (outcome.matches("Failed")) throw toCallError(outcome.context.error);
+    if (outcome.matches("Failed")) throw connectionStateOf(outcome);
   }
 
   /**

@@ -1,4 +1,4 @@
-import { RoomEvent as LivekitRoomEvent } from "livekit-client";
+import { DisconnectReason, RoomEvent as LivekitRoomEvent } from "livekit-client";
 import { fromCallback, fromPromise, type EventObject } from "xstate";
 import type {
   ActorInput,
@@ -9,9 +9,10 @@ import type {
   RoomEvent,
   SFUCredentials,
 } from "../machines/connection.machine";
-import { FailToGetOpenIdToken, mapConnectError } from "./errors";
+import { FailToGetOpenIdToken, InsufficientCapacityError, mapConnectError } from "./errors";
 import { abortable, describe, withOwnSignal } from "./retry";
-import { Secret, reveal } from "./secret";
+import { Secret, reveal, scrubSecrets } from "./secret";
+import { VALIDATE_TIMEOUT_MS, isUnexplainedWebSocketFailure, validateStatus } from "./sfuValidate";
 import { checkServiceUrl, requestSFUConfig } from "./authService";
 import { requestOpenIdToken } from "./openId";
 import type { ConnectionActorOptions, TimeoutOptions } from "./types";
@@ -63,6 +64,27 @@ async function withinTime<T>(
   });
 }
 
+/**
+ * After a connect failed on its WebSocket for no reason livekit-client kept: what the SFU's validate endpoint
+ * says, if it says it is over capacity (503, or a proxy's 429); 0 otherwise, or when it does not answer in time.
+ */
+async function capacityRefusal(url: string, jwt: string, deps: ConnectionDeps, stop: AbortSignal): Promise<number> {
+  try {
+    const status = await withinTime(stop, VALIDATE_TIMEOUT_MS, "The SFU's validate request", (signal) =>
+      validateStatus(url, jwt, {
+        fetch: deps.fetch ?? globalThis.fetch,
+        signal,
+        allowInsecureTransport: deps.allowInsecureTransport,
+      }),
+    );
+    deps.logger.info(`after the failed connect, the SFU's validate endpoint answered ${status}`);
+    return status === 503 || status === 429 ? status : 0;
+  } catch (e) {
+    deps.logger.info(`after the failed connect, the SFU's validate endpoint gave no answer: ${describe(e)}`);
+    return 0;
+  }
+}
+
 const ROOM_STATES: ReadonlySet<string> = new Set<RoomConnectionState>([
   "disconnected",
   "connecting",
@@ -109,20 +131,23 @@ export const connectionActors = {
           },
         ),
       );
-      return { ...config, jwt: new Secret(config.jwt) };
+      return { ...config, jwt: new Secret(config.jwt), expiresAt: config.expiresAt };
     } catch (e) {
       throw new FailToGetOpenIdToken(e);
     }
   }),
 
-  connectRoom: fromPromise<void, ConnectRoomInput>(async ({ input }) => {
-    const { room, logger } = connectionDepsOf(input);
-    logger.info(`connecting to the LiveKit room at ${input.url}`);
+  connectRoom: fromPromise<void, ConnectRoomInput>(async ({ input, signal }) => {
+    const deps = connectionDepsOf(input);
+    deps.logger.info(`connecting to the LiveKit room at ${input.url}`);
     const jwt = reveal(input.jwt);
     try {
-      await room.connect(input.url, jwt);
+      await deps.room.connect(input.url, jwt);
     } catch (e) {
-      throw mapConnectError(e, jwt);
+      scrubSecrets(e, [jwt]);
+      const status =
+        !signal.aborted && isUnexplainedWebSocketFailure(e) ? await capacityRefusal(input.url, jwt, deps, signal) : 0;
+      throw status ? new InsufficientCapacityError(e, status) : mapConnectError(e);
     }
   }),
 
@@ -132,12 +157,22 @@ export const connectionActors = {
     if (!(input.deps instanceof Secret)) return;
     const { room, logger } = connectionDepsOf(input);
     const onState = (state: string): void => {
-      if (ROOM_STATES.has(state)) sendBack({ type: `room.${state as RoomConnectionState}` } satisfies RoomEvent);
+      // 'disconnected' is reported by the Disconnected event that follows at once, with its reason.
+      if (state === "disconnected") return;
+      if (ROOM_STATES.has(state)) sendBack({ type: `room.${state as RoomConnectionState}` } as RoomEvent);
       else logger.warn(`ignoring unknown LiveKit connection state ${JSON.stringify(state)}`);
     };
+    const onDisconnected = (reason?: DisconnectReason): void => {
+      const name = reason === undefined ? undefined : DisconnectReason[reason];
+      sendBack({ type: "room.disconnected", reason: name } satisfies RoomEvent);
+    };
     room.on(LivekitRoomEvent.ConnectionStateChanged, onState);
+    room.on(LivekitRoomEvent.Disconnected, onDisconnected);
     if (room.state !== "disconnected") onState(room.state);
-    return () => room.off(LivekitRoomEvent.ConnectionStateChanged, onState);
+    return () => {
+      room.off(LivekitRoomEvent.ConnectionStateChanged, onState);
+      room.off(LivekitRoomEvent.Disconnected, onDisconnected);
+    };
   }),
 
   disconnectRoom: fromPromise<void, ActorInput>(async ({ input, signal }) => {

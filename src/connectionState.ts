@@ -1,6 +1,6 @@
 import type { SnapshotFrom } from "xstate";
 import type { ConnectionMachine } from "../machines/connection.machine";
-import { toCallError, type CallError } from "./errors";
+import { toCallError, toConnectionLostError, type CallError } from "./errors";
 
 /** Element Call's connection states; the LiveKit ones equal livekit-client's `ConnectionState` values. */
 export enum ConnectionState {
@@ -20,6 +20,7 @@ const shown: Record<string, ConnectionState | undefined> = {
   FetchingConfig: ConnectionState.FetchingConfig,
   Stopping: undefined,
   Stopped: ConnectionState.Stopped,
+  WaitingToReconnect: ConnectionState.LivekitDisconnected,
   Disposed: ConnectionState.Stopped,
   disconnected: ConnectionState.LivekitDisconnected,
   connecting: ConnectionState.LivekitConnecting,
@@ -32,11 +33,15 @@ const shown: Record<string, ConnectionState | undefined> = {
 /**
  * What a machine snapshot means as Element Call's `state$` value: a ConnectionState, the CallError of a
  * `Failed` state, or `undefined` while `Stopping` (the previous value still holds until `Stopped`). A lost
- * connection shows as `disconnected`; `Disposed` as `Stopped`.
+ * connection, and the wait to reconnect it, show as `disconnected`; `Disposed` as `Stopped`; the failure of
+ * `Failed.ConnectionLost` is a ConnectionLostError whose cause is the last attempt's.
  */
 export function connectionStateOf(snapshot: SnapshotFrom<ConnectionMachine>): ConnectionState | CallError | undefined {
   const value = snapshot.value;
   if (typeof value === "string") return shown[value];
-  if ("Failed" in value) return toCallError(snapshot.context.error);
+  if ("Failed" in value) {
+    const error = snapshot.context.error;
+    return value.Failed === "ConnectionLost" ? toConnectionLostError(error) : toCallError(error);
+  }
   return "Livekit" in value ? shown[value.Livekit as string] : shown[Object.keys(value)[0]!];
 }

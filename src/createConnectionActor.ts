@@ -18,13 +18,19 @@ export function newConnectionActor(
   checked: CheckedOptions,
   room: unknown,
   logger: Logger,
-  options: Pick<ConnectionActorOptions, "inspect" | "machine">,
+  options: Pick<ConnectionActorOptions, "inspect" | "machine" | "clock">,
 ): Actor<ConnectionMachine> {
   checkRoom(room);
   const deps: ConnectionDeps = { ...checked.deps, room, logger };
   return createActor(options.machine ?? liveMachine, {
-    input: { deps: new Secret(deps), existingSFUConfig: checked.existingSFUConfig },
+    input: {
+      deps: new Secret(deps),
+      existingSFUConfig: checked.existingSFUConfig,
+      reconnect: checked.reconnect,
+      jwtMarginMs: checked.jwtMarginMs,
+    },
     inspect: guardInspect(options.inspect, logger),
+    clock: options.clock,
   });
 }
 

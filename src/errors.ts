@@ -6,6 +6,7 @@ import { scrubSecrets } from "./secret";
 export enum ErrorCode {
   OPEN_ID_ERROR = "OPEN_ID_ERROR",
   INSUFFICIENT_CAPACITY_ERROR = "INSUFFICIENT_CAPACITY_ERROR",
+  CONNECTION_LOST_ERROR = "CONNECTION_LOST_ERROR",
   SFU_ERROR = "SFU_ERROR",
   UNKNOWN_ERROR = "UNKNOWN_ERROR",
 }
@@ -52,12 +53,29 @@ export class FailToGetOpenIdToken extends CallError {
 /** The media server is full: too many participants, tracks or connections. */
 export class InsufficientCapacityError extends CallError {
   override readonly name = "InsufficientCapacityError";
-  constructor(cause?: unknown) {
+  /** The HTTP status that said so (503 or 429), when there was one. */
+  readonly status?: number;
+  constructor(cause?: unknown, status?: number) {
     super(
       "Insufficient capacity",
       ErrorCode.INSUFFICIENT_CAPACITY_ERROR,
       ErrorCategory.UNKNOWN,
       "The media server has no room for another participant right now. Try again later; if it keeps happening, ask the server's administrator.",
+      cause,
+    );
+    if (status !== undefined) this.status = status;
+  }
+}
+
+/** A live connection was lost and could not be made again; `cause` is the last reconnect attempt's failure. */
+export class ConnectionLostError extends CallError {
+  override readonly name = "ConnectionLostError";
+  constructor(cause?: unknown) {
+    super(
+      "Connection lost",
+      ErrorCode.CONNECTION_LOST_ERROR,
+      ErrorCategory.NETWORK_CONNECTIVITY,
+      "You were disconnected from the call.",
       cause,
     );
   }
@@ -128,18 +146,28 @@ export function isCallError(value: unknown): value is CallError {
   return value instanceof CallError;
 }
 
-const wrappers = new WeakMap<object, UnknownCallError>();
+/** `wrap(value)`, the same wrapper each time for the same object. */
+function wrapperOf<E extends CallError>(cache: WeakMap<object, E>, value: unknown, wrap: (v: unknown) => E): E {
+  if (typeof value !== "object" || value === null) return wrap(value);
+  let wrapper = cache.get(value);
+  if (!wrapper) cache.set(value, (wrapper = wrap(value)));
+  return wrapper;
+}
+
+const unknownWrappers = new WeakMap<object, UnknownCallError>();
+const lostWrappers = new WeakMap<object, ConnectionLostError>();
 
 /**
  * Wraps anything that is not already a CallError as an UnknownCallError: the same wrapper each time for the same
  * object, so that state$ shows one failure once and start() rejects with what state$ shows.
  */
 export function toCallError(value: unknown): CallError {
-  if (isCallError(value)) return value;
-  if (typeof value !== "object" || value === null) return new UnknownCallError(value);
-  let wrapper = wrappers.get(value);
-  if (!wrapper) wrappers.set(value, (wrapper = new UnknownCallError(value)));
-  return wrapper;
+  return isCallError(value) ? value : wrapperOf(unknownWrappers, value, (v) => new UnknownCallError(v));
+}
+
+/** The ConnectionLostError of a last reconnect attempt's failure: the same one each time for the same failure. */
+export function toConnectionLostError(lastFailure: unknown): ConnectionLostError {
+  return wrapperOf(lostWrappers, lastFailure, (v) => new ConnectionLostError(v));
 }
 
 /** The fields of livekit-client's `ConnectionError` this package reads. */
@@ -151,14 +179,14 @@ interface ConnectionErrorLike {
   message: string;
 }
 
-function isConnectionError(e: unknown): e is ConnectionErrorLike {
+export function isConnectionError(e: unknown): e is ConnectionErrorLike {
   // Duck-typed rather than `instanceof`, so errors from a second copy of livekit-client are recognised too.
   return (
     e instanceof Error && e.name === "ConnectionError" && typeof (e as Partial<ConnectionErrorLike>).reason === "number"
   );
 }
 
-function statusOf(e: ConnectionErrorLike): number | undefined {
+export function statusOf(e: ConnectionErrorLike): number | undefined {
   if (typeof e.status === "number") return e.status;
   const ctx = e.context as { status?: unknown } | undefined;
   return ctx && typeof ctx === "object" && typeof ctx.status === "number" ? ctx.status : undefined;
@@ -175,9 +203,9 @@ export function mapConnectError(e: unknown, jwt?: string): CallError {
   if (isCallError(e)) return e;
   if (!isConnectionError(e)) return new UnknownCallError(e);
   const status = statusOf(e);
-  // 503: node over its configured limits; 200: room over max_participants (LiveKit answers the validate call
-  // with 200); 429: connection limits of hosted LiveKit.
-  if (status === 503 || status === 200 || status === 429) return new InsufficientCapacityError(e);
+  // 503: node over its configured limits; 429: connection limits of hosted LiveKit or a proxy. (A 200 only says
+  // that the token was fine: element-call #3813.)
+  if (status === 503 || status === 429) return new InsufficientCapacityError(e, status);
   // A full room is refused after the WebSocket opened, with a leave request carrying JOIN_FAILURE.
   if (e.reason === ConnectionErrorReason.LeaveRequest && e.context === DisconnectReason.JOIN_FAILURE) {
     return new InsufficientCapacityError(e);

@@ -1,5 +1,8 @@
 export {
   connectionMachine,
+  DEFAULT_JWT_MARGIN_MS,
+  DEFAULT_RECONNECT_POLICY,
+  type ReconnectPolicy,
   type ConnectionMachine,
   type ConnectionMachineContext,
   type ConnectionMachineEvent,
@@ -19,6 +22,7 @@ export { Connection, type Behavior, type ConnectionOpts } from "./Connection";
 export { ConnectionState, connectionStateOf } from "./connectionState";
 export {
   CallError,
+  ConnectionLostError,
   ErrorCategory,
   ErrorCode,
   FailToGetOpenIdToken,
@@ -30,6 +34,7 @@ export {
   isCallError,
   mapConnectError,
   toCallError,
+  toConnectionLostError,
   type CallErrorName,
 } from "./errors";
 export {
@@ -39,7 +44,8 @@ export {
   requestSFUConfig,
   type SFUConfigRequestOptions,
 } from "./authService";
-export { decodeLivekitJwt } from "./livekitJwt";
+export { decodeLivekitJwt, type LivekitJwtClaims } from "./livekitJwt";
+export { VALIDATE_TIMEOUT_MS, validateUrlOf } from "./sfuValidate";
 export { requestOpenIdToken, type OpenIdRequestOptions } from "./openId";
 export { InsecureTransportError } from "./transportUrl";
 export { DEFAULT_RETRY, RetryTooLateError, shouldRetry } from "./retry";
@@ -49,7 +55,9 @@ export type {
   LivekitRoomLike,
   LivekitTransportConfig,
   Logger,
+  Clock,
   OpenIDClientParts,
+  ReconnectOptions,
   RetryOptions,
   SFUConfig,
   TimeoutOptions,

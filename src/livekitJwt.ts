@@ -14,11 +14,19 @@ function base64UrlDecode(segment: string): string {
   return utf8.decode(bytes);
 }
 
+/** What a LiveKit JWT says about itself. */
+export interface LivekitJwtClaims {
+  livekitAlias: string;
+  livekitIdentity: string;
+  /** `exp` in ms since the epoch; undefined when the JWT has no `exp`. */
+  expiresAt: number | undefined;
+}
+
 /**
- * Reads the LiveKit room alias (`video.room`) and identity (`sub`) from a JWT's payload. The signature is
- * not checked: the SFU does that. Errors never quote the token.
+ * Reads the LiveKit room alias (`video.room`), identity (`sub`) and expiry (`exp`) from a JWT's payload. The
+ * signature is not checked: the SFU does that. Errors never quote the token.
  */
-export function decodeLivekitJwt(jwt: unknown): { livekitAlias: string; livekitIdentity: string } {
+export function decodeLivekitJwt(jwt: unknown): LivekitJwtClaims {
   if (typeof jwt !== "string") throw new TypeError("the JWT is not a string");
   if (jwt.length > MAX_JWT_LENGTH) throw new TypeError(`the JWT is longer than ${MAX_JWT_LENGTH} characters`);
   const parts = jwt.split(".");
@@ -28,7 +36,7 @@ export function decodeLivekitJwt(jwt: unknown): { livekitAlias: string; livekitI
   if (!parts.every((p) => /^[A-Za-z0-9_-]+$/.test(p))) {
     throw new TypeError("the JWT has a part that is not base64url");
   }
-  let payload: { sub?: unknown; video?: { room?: unknown } };
+  let payload: { sub?: unknown; exp?: unknown; video?: { room?: unknown } };
   try {
     payload = JSON.parse(base64UrlDecode(parts[1]!)) as typeof payload;
   } catch {
@@ -38,5 +46,9 @@ export function decodeLivekitJwt(jwt: unknown): { livekitAlias: string; livekitI
   const room = payload.video?.room;
   if (typeof room !== "string" || room === "") throw new TypeError("the JWT grants no LiveKit room (video.room)");
   if (typeof payload.sub !== "string" || payload.sub === "") throw new TypeError("the JWT has no subject (sub)");
-  return { livekitAlias: room, livekitIdentity: payload.sub };
+  const exp = payload.exp;
+  if (exp !== undefined && !(typeof exp === "number" && Number.isFinite(exp))) {
+    throw new TypeError("the JWT's expiry (exp) is not a number of seconds");
+  }
+  return { livekitAlias: room, livekitIdentity: payload.sub, expiresAt: exp === undefined ? undefined : exp * 1000 };
 }

@@ -3,7 +3,12 @@
  * names the option, never a failure later or a "Cannot read properties of undefined".
  */
 import type { InspectionEvent } from "xstate";
-import type { SFUCredentials } from "../machines/connection.machine";
+import {
+  DEFAULT_JWT_MARGIN_MS,
+  DEFAULT_RECONNECT_POLICY,
+  type ReconnectPolicy,
+  type SFUCredentials,
+} from "../machines/connection.machine";
 import { DEFAULT_TIMEOUTS, type ConnectionDeps } from "./actors";
 import { DEFAULT_RETRY, MAX_TIMER_MS } from "./retry";
 import { Secret } from "./secret";
@@ -53,6 +58,29 @@ function checkRetry(value: unknown): ConnectionDeps["retry"] {
   };
 }
 
+function checkReconnect(value: unknown): ReconnectPolicy | false {
+  if (value === false) return false;
+  const r = optionalObject(value, "reconnect (false or an object)") ?? {};
+  const maxAttempts = r.maxAttempts;
+  if (maxAttempts !== undefined && !(Number.isInteger(maxAttempts) && (maxAttempts as number) >= 1)) {
+    throw new TypeError(
+      `reconnect.maxAttempts must be a whole number of at least 1 (false turns reconnecting off), not ${String(maxAttempts)}`,
+    );
+  }
+  const policy = {
+    maxAttempts: (maxAttempts as number | undefined) ?? DEFAULT_RECONNECT_POLICY.maxAttempts,
+    initialDelayMs:
+      optionalDelay(r.initialDelayMs, "reconnect.initialDelayMs") ?? DEFAULT_RECONNECT_POLICY.initialDelayMs,
+    maxDelayMs: optionalDelay(r.maxDelayMs, "reconnect.maxDelayMs") ?? DEFAULT_RECONNECT_POLICY.maxDelayMs,
+  };
+  if (policy.maxDelayMs < policy.initialDelayMs) {
+    throw new TypeError(
+      `reconnect.maxDelayMs (${policy.maxDelayMs}) must not be less than reconnect.initialDelayMs (${policy.initialDelayMs})`,
+    );
+  }
+  return policy;
+}
+
 function checkTimeouts(value: unknown): ConnectionDeps["timeouts"] {
   const t = optionalObject(value, "timeouts") ?? {};
   return {
@@ -71,6 +99,8 @@ function checkServiceUrlShape(value: unknown): void {
 /** Options checked once, before the room is made, and turned into what the machine takes. */
 export interface CheckedOptions {
   existingSFUConfig: SFUCredentials | undefined;
+  reconnect: ReconnectPolicy | false;
+  jwtMarginMs: number;
   deps: Omit<ConnectionDeps, "room" | "logger">;
 }
 
@@ -95,6 +125,10 @@ export function checkConnectionOptions(o: Omit<ConnectionActorOptions, "room">):
   const signal: unknown = (o as { signal?: unknown }).signal;
   if (signal != null && !(signal instanceof AbortSignal)) throw new TypeError("signal must be an AbortSignal");
   if (o.machine !== undefined && !isObject(o.machine?.root)) throw new TypeError("machine must be a state machine");
+  const clock = optionalObject(o.clock, "clock");
+  if (clock && (typeof clock.setTimeout !== "function" || typeof clock.clearTimeout !== "function")) {
+    throw new TypeError("clock must have setTimeout() and clearTimeout()");
+  }
   const allowInsecureTransport = optionalBoolean(o.allowInsecureTransport, "allowInsecureTransport") ?? false;
   let existingSFUConfig: SFUCredentials | undefined;
   if (o.existingSFUConfig != null) {
@@ -103,6 +137,8 @@ export function checkConnectionOptions(o: Omit<ConnectionActorOptions, "room">):
   }
   return {
     existingSFUConfig,
+    reconnect: checkReconnect(o.reconnect),
+    jwtMarginMs: optionalDelay(o.jwtMarginMs, "jwtMarginMs") ?? DEFAULT_JWT_MARGIN_MS,
     deps: {
       client: o.client,
       transport: o.transport,

@@ -1,5 +1,5 @@
-import type { ConnectionState, RemoteParticipant, RoomEvent } from "livekit-client";
-import type { InspectionEvent, Observer } from "xstate";
+import type { ConnectionState, DisconnectReason, RemoteParticipant, RoomEvent } from "livekit-client";
+import type { ActorOptions, AnyActorLogic, InspectionEvent, Observer } from "xstate";
 import type { ConnectionMachine, OpenIDToken } from "../machines/connection.machine";
 
 export type { OpenIDToken };
@@ -33,6 +33,24 @@ export interface SFUConfig {
   livekitAlias: string;
   /** The LiveKit participant identity (`sub` in the JWT). */
   livekitIdentity: string;
+  /**
+   * When the JWT expires, in ms since the epoch (`exp` in the JWT), if it says. Read from the JWT: a value given
+   * here is not used.
+   */
+  expiresAt?: number;
+}
+
+/**
+ * Reconnecting a lost connection by itself (Element Call does not): after LiveKit gives up its own reconnect
+ * attempts, the whole pipeline runs again, reusing the JWT while it is valid.
+ */
+export interface ReconnectOptions {
+  /** Attempts before the connection fails with ConnectionLostError. Default 10. */
+  maxAttempts?: number;
+  /** The wait before the first attempt; it doubles for each next one. Default 1000 ms. */
+  initialDelayMs?: number;
+  /** The longest wait between two attempts. Default 30 000 ms. */
+  maxDelayMs?: number;
 }
 
 /** Retries of the OpenID and SFU-config requests, like matrix-js-sdk's `calculateRetryBackoff`. */
@@ -62,6 +80,9 @@ export interface Logger {
   getChild(namespace: string): Logger;
 }
 
+/** xstate's clock (`setTimeout`/`clearTimeout`), as `createActor` takes it. */
+export type Clock = NonNullable<ActorOptions<AnyActorLogic>["clock"]>;
+
 type ParticipantListener = (participant: RemoteParticipant) => void;
 
 /**
@@ -75,11 +96,13 @@ export interface LivekitRoomLike {
   disconnect(): Promise<void>;
   on(event: RoomEvent.ConnectionStateChanged, listener: (state: ConnectionState) => void): unknown;
   on(event: RoomEvent.ParticipantConnected | RoomEvent.ParticipantDisconnected, listener: ParticipantListener): unknown;
+  on(event: RoomEvent.Disconnected, listener: (reason?: DisconnectReason) => void): unknown;
   off(event: RoomEvent.ConnectionStateChanged, listener: (state: ConnectionState) => void): unknown;
   off(
     event: RoomEvent.ParticipantConnected | RoomEvent.ParticipantDisconnected,
     listener: ParticipantListener,
   ): unknown;
+  off(event: RoomEvent.Disconnected, listener: (reason?: DisconnectReason) => void): unknown;
 }
 
 /** The options of a connection: `createConnectionActor` takes them, `Connection` all but `room` and `logger`. */
@@ -93,9 +116,16 @@ export interface ConnectionActorOptions {
   /** The Matrix room id of the call. */
   roomId: string;
   ownMembershipIdentity: CallMembershipIdentityParts;
-  /** An SFU config fetched already: START then connects at once. */
+  /** An SFU config fetched already: START then connects at once (unless its JWT has expired). */
   existingSFUConfig?: SFUConfig;
-  /** The fetch used for the auth service. Default `globalThis.fetch`. */
+  /** Reconnect after a lost connection; `false`: never (as Element Call). Default: on, with the defaults above. */
+  reconnect?: ReconnectOptions | false;
+  /**
+   * A known SFU config (given, or from an earlier run) is used again, with no request, only while its JWT stays
+   * valid for at least this long; otherwise a fresh one is fetched. Default 60 000 ms.
+   */
+  jwtMarginMs?: number;
+  /** The fetch used for the auth service and the SFU's validate endpoint. Default `globalThis.fetch`. */
   fetch?: typeof globalThis.fetch;
   retry?: RetryOptions;
   timeouts?: TimeoutOptions;
@@ -110,4 +140,9 @@ export interface ConnectionActorOptions {
    * connection) and pass it here.
    */
   machine?: ConnectionMachine;
+  /**
+   * The clock of the chart's delays (the reconnect waits), as xstate's `createActor` takes it; default the real
+   * timers. A test can pass xstate's `SimulatedClock`.
+   */
+  clock?: Clock;
 }

@@ -91,7 +91,10 @@ describe("state machine diagram (docs/connection-machine.*)", () => {
     for (const t of transitions) {
       // Targetless transitions (actions only) are drawn as self-loops.
       const target = t.target ?? t.source;
-      let event = t.eventType.replace(/^xstate\.done\.actor\./, "done: ").replace(/^xstate\.error\.actor\./, "error: ");
+      let event = t.eventType
+        .replace(/^xstate\.done\.actor\./, "done: ")
+        .replace(/^xstate\.error\.actor\./, "error: ")
+        .replace(/^xstate\.after\.([A-Za-z]\w*)\..+$/, "after $1"); // a named delay
       if (t.eventType === "") event = "always";
       const line = `${t.source.id} --> ${target.id} : ${event}`;
       const candidates = edgeLines.filter((l) => l.trim() === line || l.trim().startsWith(`${line} `));

@@ -88,8 +88,8 @@ describe("Connection happy path", () => {
     await h.connection.stop();
   });
 
-  test("LiveKit's reconnect states are mirrored, and a final loss shows as disconnected, not as an error", async () => {
-    const h = makeConnection(server);
+  test("LiveKit's reconnect states are mirrored; with reconnect: false a final loss stays disconnected, not an error", async () => {
+    const h = makeConnection(server, { reconnect: false });
     h.room.autoConnect = "succeed";
     await h.connection.start();
     h.room.signalReconnecting();
@@ -110,11 +110,14 @@ describe("Connection happy path", () => {
       LivekitReconnecting,
       LivekitDisconnected,
     ]);
+    await flush();
+    expect(h.connection.actor.getSnapshot().value).toEqual({ Livekit: "lost" });
+    expect(h.room.connectCalls).toHaveLength(1);
     await h.connection.stop();
   });
 
-  test("start() after a lost connection fetches a new config and connects again", async () => {
-    const h = makeConnection(server);
+  test("with reconnect: false, start() after a lost connection connects again with the still-valid JWT", async () => {
+    const h = makeConnection(server, { reconnect: false });
     h.room.autoConnect = "succeed";
     await h.connection.start();
     h.room.lose();
@@ -122,12 +125,15 @@ describe("Connection happy path", () => {
     expect(h.connection.state$.value).toBe(LivekitDisconnected);
     await h.connection.start();
     expect(h.connection.state$.value).toBe(LivekitConnected);
-    expect(server.to(GET_TOKEN_PATH)).toHaveLength(2);
-    expect(h.room.connectCalls).toHaveLength(2);
+    expect(server.to(GET_TOKEN_PATH)).toHaveLength(1);
+    expect(h.room.connectCalls).toEqual([
+      { url: SFU_URL, token: JWT },
+      { url: SFU_URL, token: JWT },
+    ]);
     await h.connection.stop();
   });
 
-  test("restart from Stopped runs the whole pipeline again", async () => {
+  test("restart from Stopped reuses the SFU config while its JWT is valid: no OpenID or auth-service request", async () => {
     const h = makeConnection(server);
     h.room.autoConnect = "succeed";
     await h.connection.start();
@@ -140,12 +146,13 @@ describe("Connection happy path", () => {
       LivekitConnecting,
       LivekitConnected,
       Stopped,
-      FetchingConfig,
       LivekitDisconnected,
       LivekitConnecting,
       LivekitConnected,
     ]);
-    expect(server.to(OPENID_PATH)).toHaveLength(2);
+    expect(server.to(OPENID_PATH)).toHaveLength(1);
+    expect(server.to(GET_TOKEN_PATH)).toHaveLength(1);
+    expect(h.room.connectCalls.map((c) => c.token)).toEqual([JWT, JWT]);
     await h.connection.stop();
   });
 });
@@ -523,8 +530,8 @@ describe("time limits", () => {
 });
 
 describe("start() and stop() always settle", () => {
-  test("a start() that joined a reconnect resolves when LiveKit gives up and the connection is lost", async () => {
-    const h = makeConnection(server);
+  test("a start() that joined LiveKit's reconnect resolves when LiveKit gives up (reconnect: false)", async () => {
+    const h = makeConnection(server, { reconnect: false });
     h.room.autoConnect = "succeed";
     await h.connection.start();
     h.room.reconnecting();

@@ -21,7 +21,8 @@ describe("mapConnectError (livekit-client's own ConnectionError factories)", () 
       ConnectionError.internal("unknown ws error", { status: 503 }),
       InsufficientCapacityError,
     ],
-    ["200 (room over max_participants)", ConnectionError.websocket("ws failed", 200), InsufficientCapacityError],
+    // A validate 200 only says that the token was fine (element-call #3813): not a capacity problem.
+    ["200 (validate accepted the token)", ConnectionError.websocket("ws failed", 200), LivekitConnectionError],
     ["429 (connection limits)", ConnectionError.internal("x", { status: 429 }), InsufficientCapacityError],
     [
       "a JOIN_FAILURE leave request (room full)",

@@ -49,7 +49,10 @@ describe("the SFU config request", () => {
       jwt: JWT,
       livekitAlias: "alias-of-the-call",
       livekitIdentity: "alice-identity",
+      expiresAt: expect.any(Number),
     });
+    // makeLivekitJwt's exp: an hour from now, in seconds; expiresAt is in ms.
+    expect(Math.abs(config.expiresAt! - (Date.now() + 3600_000))).toBeLessThan(5000);
     const [req] = server.to(GET_TOKEN_PATH);
     expect(req!.method).toBe("POST");
     expect(req!.headers["content-type"]).toBe("application/json");
@@ -252,7 +255,15 @@ describe("decodeLivekitJwt", () => {
     const room = "ÿþ>?é~ call ☎";
     const jwt = makeLivekitJwt({ room, sub: "bob" });
     expect(jwt.split(".")[1]).toMatch(/[-_]/);
-    expect(decodeLivekitJwt(jwt)).toEqual({ livekitAlias: room, livekitIdentity: "bob" });
+    expect(decodeLivekitJwt(jwt)).toEqual({ livekitAlias: room, livekitIdentity: "bob", expiresAt: expect.any(Number) });
+  });
+
+  test("reads exp (seconds) as expiresAt in ms; a JWT without exp has none; an exp that is not a number is refused", () => {
+    expect(decodeLivekitJwt(makeLivekitJwt({ extra: { exp: 2_000_000_000 } })).expiresAt).toBe(2_000_000_000_000);
+    expect(decodeLivekitJwt(makeLivekitJwt({ extra: { exp: undefined } })).expiresAt).toBeUndefined();
+    expect(() => decodeLivekitJwt(makeLivekitJwt({ extra: { exp: "tomorrow" } }))).toThrow(
+      new TypeError("the JWT's expiry (exp) is not a number of seconds"),
+    );
   });
 });
 
