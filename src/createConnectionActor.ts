@@ -30,7 +30,8 @@ export function newConnectionActor(
       jwtMarginMs: checked.jwtMarginMs,
     },
     inspect: guardInspect(options.inspect, logger),
-    clock: options.clock,
+    // Only when given: xstate takes `clock: undefined` for a clock, not for its default.
+    ...(options.clock && { clock: options.clock }),
   });
 }
 

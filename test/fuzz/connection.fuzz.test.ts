@@ -71,9 +71,9 @@ const command: fc.Arbitrary<Command> = fc.oneof(
       .map<Command>((outcome) => ({ do: "connect", outcome })),
   },
   {
-    weight: 2,
+    weight: 5,
     arbitrary: fc
-      .constantFrom("reconnecting", "signalReconnecting", "reconnected", "lose")
+      .constantFrom("reconnecting", "signalReconnecting", "reconnected", "lose", "lose")
       .map<Command>((event) => ({ do: "room", event: event as never })),
   },
   { weight: 3, arbitrary: fc.constantFrom(0, 5, 30).map<Command>((ms) => ({ do: "wait", ms: ms as 0 })) },
@@ -83,7 +83,7 @@ const command: fc.Arbitrary<Command> = fc.oneof(
 
 type Entry =
   | { api: "start" | "stop" }
-  | { room: "connect" | "connected" | "disconnect" | "now disconnected" }
+  | { room: "connect" | "connected" | "disconnect" | "now disconnected" | "lost" }
   | { state: unknown };
 
 /** How servers echo a token: as it is, JSON-escaped character by character, percent-encoded, base64. */
@@ -95,7 +95,17 @@ const ECHOES: ((token: string) => string)[] = [
 ];
 let echoCount = 0;
 
-const counts = { sequences: 0, commands: 0, starts: 0, connects: 0, connected: 0, errorsShown: 0, checks: 0 };
+const counts = {
+  sequences: 0,
+  commands: 0,
+  starts: 0,
+  connects: 0,
+  reconnects: 0,
+  connected: 0,
+  errorsShown: 0,
+  connectionsLost: 0,
+  checks: 0,
+};
 
 async function run(commands: Command[]): Promise<void> {
   counts.sequences++;
@@ -151,6 +161,8 @@ async function run(commands: Command[]): Promise<void> {
       livekitRoomFactory: () => room,
       retry: { maxAttempts: 2, initialDelayMs: 1 },
       timeouts: { openIdTokenMs: PHASE_LIMIT_MS, sfuConfigMs: PHASE_LIMIT_MS, disconnectMs: PHASE_LIMIT_MS },
+      // waits short enough for the `wait` commands to reach reconnect attempts, and to spend them
+      reconnect: { maxAttempts: 2, initialDelayMs: 1, maxDelayMs: 2 },
       // What the events carry that could hold a credential: the event itself and the snapshot's context.
       inspect: (e) =>
         events.push(
@@ -227,7 +239,10 @@ async function run(commands: Command[]): Promise<void> {
         if (c.event === "reconnecting" && room.state === "connected") room.reconnecting();
         if (c.event === "signalReconnecting" && room.state === "connected") room.signalReconnecting();
         if (c.event === "reconnected" && /reconnecting/i.test(room.state)) room.reconnected();
-        if (c.event === "lose" && room.state !== "disconnected") room.lose();
+        if (c.event === "lose" && room.state !== "disconnected") {
+          log.push({ room: "lost" });
+          room.lose();
+        }
         break;
       case "wait":
         await (c.ms === 0 ? flush() : new Promise((r) => setTimeout(r, c.ms)));
@@ -266,9 +281,14 @@ async function run(commands: Command[]): Promise<void> {
     fail("the room was not disconnected after its last connect");
   }
   let lastApi: "start" | "stop" | undefined;
+  let lostSinceApi = false;
   for (const e of log) {
-    if ("api" in e) lastApi = e.api;
+    if ("api" in e) [lastApi, lostSinceApi] = [e.api, false];
+    if ("room" in e && e.room === "lost") lostSinceApi = true;
+    // (a reconnect attempt's connect follows a start() too: a connection is only lost after one)
     if ("room" in e && e.room === "connect" && lastApi !== "start") fail("a connect began after a stop()");
+    if ("room" in e && e.room === "connect" && lostSinceApi) counts.reconnects++;
+    if ("state" in e && isCallError(e.state) && e.state.name === "ConnectionLostError") counts.connectionsLost++;
     if ("state" in e && e.state === ConnectionState.LivekitConnected) counts.connected++;
     if ("state" in e && isCallError(e.state)) {
       counts.errorsShown++;
@@ -300,9 +320,12 @@ test(`random sequences of start/stop, auth-service answers, room outcomes and ti
   expect(counts.connects).toBeGreaterThan(RUNS / 10);
   expect(counts.connected).toBeGreaterThan(RUNS / 20);
   expect(counts.errorsShown).toBeGreaterThan(RUNS / 20);
+  // (a reconnect by itself needs a loss then a wait with no start() or stop() between: rarer)
+  expect(counts.reconnects).toBeGreaterThan(0);
   console.info(
     `fuzz: seed ${SEED}, ${counts.sequences} sequences, ${counts.commands} commands (${counts.starts} start() calls, ` +
-      `${counts.connects} connects, ${counts.connected} times connected, ${counts.errorsShown} error states shown), ` +
+      `${counts.connects} connects (${counts.reconnects} of them reconnects), ${counts.connected} times connected, ` +
+      `${counts.errorsShown} error states shown, ${counts.connectionsLost} of them ConnectionLostError), ` +
       `invariants checked after ` +
       `${counts.checks} sequences, in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
   );

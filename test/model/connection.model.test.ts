@@ -5,9 +5,18 @@
  * `connectionMachine` were taken; the last test demands all of them.
  */
 import { ConnectionError, DisconnectReason } from "livekit-client";
-import { waitFor, type AnyStateNode, type InspectionEvent, type SnapshotFrom, type StateValue } from "xstate";
+import type { ServerResponse } from "node:http";
+import {
+  SimulatedClock,
+  waitFor,
+  type AnyStateNode,
+  type InspectionEvent,
+  type SnapshotFrom,
+  type StateValue,
+} from "xstate";
 import { createTestModel, getStateNodes } from "xstate/graph";
 import {
+  ConnectionLostError,
   ConnectionState,
   FailToGetOpenIdToken,
   InsufficientCapacityError,
@@ -19,14 +28,24 @@ import {
   type ConnectionMachine,
 } from "../../src";
 import { flush } from "../support/fakeRoom";
-import { GET_TOKEN_PATH, OPENID_PATH, SFU_GET_PATH, answer, makeConnection, type Harness } from "../support/harness";
-import { LoopbackServer, type HeldRequests } from "../support/loopbackServer";
+import {
+  GET_TOKEN_PATH,
+  OPENID_PATH,
+  SFU_GET_PATH,
+  SFU_URL,
+  answer,
+  makeConnection,
+  type Harness,
+} from "../support/harness";
+import { LoopbackServer, sendJson, type HeldRequests } from "../support/loopbackServer";
 import { waitUntil } from "../support/waitUntil";
 import { makeLivekitJwt } from "../support/tokens";
 import { connectionModel, type ModelEvent, type ModelState } from "./connectionModel";
 
 const PHASE_TIMEOUT_MS = 300;
 const STEP_TIMEOUT_MS = 5000;
+/** Two attempts, so that both "attempts left" and "attempts spent" are reached; the clock is simulated. */
+const RECONNECT = { maxAttempts: 2, initialDelayMs: 1000, maxDelayMs: 2000 };
 
 // ---------------------------------------------------------------------------------------------------------------
 // The system under test, one per path.
@@ -36,17 +55,33 @@ const server = LoopbackServer.forThisFile();
 let held: { openId: HeldRequests; getToken: HeldRequests; sfuGet: HeldRequests };
 let h: Harness | undefined;
 let disposeConnection: AbortController | undefined;
+/** The clock of the chart's delays: a reconnect wait ends when the model says so. */
+let clock: SimulatedClock;
 
-function create(withSFUConfig: boolean): void {
+/** A JWT that expires in `seconds` (the reuse margin is 60 s). */
+const jwtExpiringIn = (seconds: number): string =>
+  makeLivekitJwt({ extra: { exp: Math.floor(Date.now() / 1000) + seconds } });
+
+/** The auth service's answer in the model: a JWT within the reuse margin, so that each run fetches again. */
+const shortLivedSFUConfig = (_: unknown, res: ServerResponse): void =>
+  sendJson(res, 200, { url: SFU_URL, jwt: jwtExpiringIn(30) });
+
+function create(existing?: "valid" | "expired"): void {
   disposeConnection = new AbortController();
+  clock = new SimulatedClock();
   h = makeConnection(server, {
     signal: disposeConnection.signal,
     retry: { maxAttempts: 1, initialDelayMs: 1 },
     timeouts: { openIdTokenMs: PHASE_TIMEOUT_MS, sfuConfigMs: PHASE_TIMEOUT_MS, disconnectMs: STEP_TIMEOUT_MS },
+    reconnect: RECONNECT,
+    clock,
     inspect: record,
-    existingSFUConfig: withSFUConfig
-      ? { url: "wss://sfu.example.org", jwt: makeLivekitJwt(), livekitAlias: "AliasOfTheRoom", livekitIdentity: "me" }
-      : undefined,
+    existingSFUConfig: existing && {
+      url: "wss://sfu.example.org",
+      jwt: existing === "valid" ? jwtExpiringIn(3600) : jwtExpiringIn(-10),
+      livekitAlias: "AliasOfTheRoom",
+      livekitIdentity: "me",
+    },
   });
   h.room.holdConnecting = true;
   h.room.holdDisconnect = true;
@@ -128,6 +163,29 @@ const lk = (sub: string, state$: ConnectionState, ready?: Expectation["ready"]):
   ready,
 });
 const failed = (sub: string, state$: ErrorClass): Expectation => ({ value: { Failed: sub }, state$ });
+/** A run of reconnect attempt `n`: the same chart state as a normal run's, and the attempt counted. */
+const attempt = (n: number, e: Expectation): Expectation => ({
+  ...e,
+  check: ({ connection }) => expect(connection.actor.getSnapshot().context.reconnectAttempts).toBe(n),
+});
+const waitingToReconnect = (attemptsMade: number): Expectation => ({
+  value: "WaitingToReconnect",
+  state$: ConnectionState.LivekitDisconnected,
+  check: ({ connection, room }) => {
+    expect(connection.actor.getSnapshot().context.reconnectAttempts).toBe(attemptsMade);
+    expect(room.state).toBe("disconnected");
+  },
+});
+const requestingOpenIdToken: Expectation = {
+  value: { FetchingConfig: "RequestingOpenIdToken" },
+  state$: ConnectionState.FetchingConfig,
+  ready: waitingFor("openId"),
+};
+const requestingSFUConfig: Expectation = {
+  value: { FetchingConfig: "RequestingSFUConfig" },
+  state$: ConnectionState.FetchingConfig,
+  ready: waitingFor("getToken"),
+};
 const stopping = (then: string): Expectation => ({
   value: { Stopping: then },
   state$: "unchanged",
@@ -153,16 +211,8 @@ let shownBeforeStop: unknown;
 /** What each model state means on the real Connection; a state missing here (or one too many) does not compile. */
 const expectations: Record<Exclude<ModelState, "Fresh">, Expectation> = {
   Initialized: { value: "Initialized", state$: ConnectionState.Initialized },
-  RequestingOpenIdToken: {
-    value: { FetchingConfig: "RequestingOpenIdToken" },
-    state$: ConnectionState.FetchingConfig,
-    ready: waitingFor("openId"),
-  },
-  RequestingSFUConfig: {
-    value: { FetchingConfig: "RequestingSFUConfig" },
-    state$: ConnectionState.FetchingConfig,
-    ready: waitingFor("getToken"),
-  },
+  RequestingOpenIdToken: requestingOpenIdToken,
+  RequestingSFUConfig: requestingSFUConfig,
   LkDisconnected: lk("disconnected", ConnectionState.LivekitDisconnected, connectCalled),
   LkConnecting: lk("connecting", ConnectionState.LivekitConnecting, (h) => h.room.connectPending),
   LkConnected: { ...lk("connected", ConnectionState.LivekitConnected), check: participants() },
@@ -170,6 +220,16 @@ const expectations: Record<Exclude<ModelState, "Fresh">, Expectation> = {
   LkSignalReconnecting: lk("signalReconnecting", ConnectionState.LivekitSignalReconnecting),
   LkReconnecting: lk("reconnecting", ConnectionState.LivekitReconnecting),
   LkLost: lk("lost", ConnectionState.LivekitDisconnected),
+  WaitingToReconnect: waitingToReconnect(0),
+  R_RequestingOpenIdToken: attempt(1, requestingOpenIdToken),
+  R_RequestingSFUConfig: attempt(1, requestingSFUConfig),
+  R_LkDisconnected: attempt(1, lk("disconnected", ConnectionState.LivekitDisconnected, connectCalled)),
+  R_LkConnecting: attempt(
+    1,
+    lk("connecting", ConnectionState.LivekitConnecting, (h) => h.room.connectPending),
+  ),
+  R_WaitingToReconnect: waitingToReconnect(1),
+  R2_RequestingOpenIdToken: attempt(2, requestingOpenIdToken),
   Stopping: stopping("ThenStop"),
   StoppingThenStart: stopping("ThenStart"),
   StoppingThenDispose: stopping("ThenDispose"),
@@ -181,11 +241,22 @@ const expectations: Record<Exclude<ModelState, "Fresh">, Expectation> = {
   Failed_PeerConnectionTimeout: failed("PeerConnectionTimeout", PeerConnectionTimeoutError),
   Failed_LivekitError: failed("LivekitError", LivekitConnectionError),
   Failed_Unknown: failed("Unknown", UnknownCallError),
+  Failed_ConnectionLost: {
+    ...failed("ConnectionLost", ConnectionLostError),
+    // the last attempt's failure is the cause
+    check: ({ connection }) => expect((connection.state$.value as Error).cause).toBeInstanceOf(FailToGetOpenIdToken),
+  },
   X_Initialized: { value: "Initialized", state$: ConnectionState.Initialized },
   X_LkDisconnected: lk("disconnected", ConnectionState.LivekitDisconnected, connectCalled),
   X_LkConnecting: lk("connecting", ConnectionState.LivekitConnecting, (h) => h.room.connectPending),
   X_LkConnected: lk("connected", ConnectionState.LivekitConnected),
   X_LkLost: lk("lost", ConnectionState.LivekitDisconnected),
+  X_WaitingToReconnect: waitingToReconnect(0),
+  X_R_LkDisconnected: attempt(1, lk("disconnected", ConnectionState.LivekitDisconnected, connectCalled)),
+  X_R_LkConnecting: attempt(
+    1,
+    lk("connecting", ConnectionState.LivekitConnecting, (h) => h.room.connectPending),
+  ),
   X_Stopping: stopping("ThenStop"),
   X_StoppingThenStart: stopping("ThenStart"),
   X_Stopped: { value: "Stopped", state$: ConnectionState.Stopped },
@@ -226,13 +297,14 @@ const failConnect = (error: Error) => () => sut().room.failConnect(error);
 async function answerLeftovers(): Promise<void> {
   await flush();
   held.openId.answerAll(answer.openId);
-  held.getToken.answerAll(answer.sfuConfig);
+  held.getToken.answerAll(shortLivedSFUConfig);
 }
 
 /** One per model event; an event missing here (or one too many) does not compile. */
 const executors: Record<ModelEvent, () => void | Promise<void>> = {
-  CREATE: () => create(false),
-  CREATE_WITH_SFU_CONFIG: () => create(true),
+  CREATE: () => create(),
+  CREATE_WITH_EXPIRED_SFU_CONFIG: () => create("expired"),
+  CREATE_WITH_SFU_CONFIG: () => create("valid"),
   START: () =>
     void sut()
       .connection.start()
@@ -250,7 +322,7 @@ const executors: Record<ModelEvent, () => void | Promise<void>> = {
   OPENID_OK: () => held.openId.answerNext(answer.openId),
   OPENID_FAIL: () => held.openId.answerNext(answer.status(403, "M_FORBIDDEN")),
   OPENID_TIMEOUT: () => {}, // the homeserver never answers; the phase's time limit ends it
-  SFU_CONFIG_OK: () => held.getToken.answerNext(answer.sfuConfig),
+  SFU_CONFIG_OK: () => held.getToken.answerNext(shortLivedSFUConfig),
   SFU_CONFIG_FAIL: async () => {
     await held.getToken.answerNext(answer.status(401, "M_UNAUTHORIZED"));
     await held.sfuGet.answerNext(answer.status(401, "M_UNAUTHORIZED"));
@@ -269,6 +341,9 @@ const executors: Record<ModelEvent, () => void | Promise<void>> = {
   LK_RECONNECTING: () => sut().room.reconnecting(),
   LK_RECONNECTED: () => sut().room.reconnected(),
   LK_DISCONNECTED: () => sut().room.lose(),
+  // another session with the same identity took this one's place: not reconnected
+  LK_REPLACED: () => sut().room.lose(DisconnectReason.DUPLICATE_IDENTITY),
+  RECONNECT_DELAY_PASSES: () => clock.increment(RECONNECT.maxDelayMs),
   PARTICIPANT_JOIN: () => void sut().room.addParticipant("guest"),
   PARTICIPANT_LEAVE: () => sut().room.removeParticipant("guest"),
   DISCONNECT_DONE: () => sut().room.releaseDisconnect(),

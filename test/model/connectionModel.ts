@@ -4,8 +4,10 @@
  * `connection.model.test.ts` make each event happen for real (loopback HTTP server, FakeRoom) and check each
  * state on the real Connection.
  *
- * A connection is created either without an SFU config (it fetches one) or with `existingSFUConfig`; the second
- * kind's states carry the prefix `X_`.
+ * A connection is created without an SFU config, with an `existingSFUConfig` whose JWT has expired (both fetch
+ * one; the auth service's JWTs expire within the reuse margin, so every run fetches again), or with one valid for
+ * an hour (`X_`: every run reuses it). Connections reconnect under a policy of two attempts: `R_` states are the
+ * first reconnect attempt's run, `R2_` the second's (the last).
  */
 import { createMachine } from "xstate";
 
@@ -18,11 +20,16 @@ const connectFailures = {
 } as const;
 
 const startAgain = { START: "RequestingOpenIdToken", STOP: "Stopping" } as const;
+const xStartAgain = { START: "X_LkDisconnected", STOP: "X_Stopping" } as const;
 
 /** The model's states and their events, typed as written so that the executors can be checked against them. */
 const states = {
   Fresh: {
-    on: { CREATE: "Initialized", CREATE_WITH_SFU_CONFIG: "X_Initialized" },
+    on: {
+      CREATE: "Initialized",
+      CREATE_WITH_EXPIRED_SFU_CONFIG: "Initialized",
+      CREATE_WITH_SFU_CONFIG: "X_Initialized",
+    },
   },
 
   // ---- a connection that fetches its SFU config ----
@@ -64,7 +71,8 @@ const states = {
     on: {
       LK_SIGNAL_RECONNECTING: "LkSignalReconnecting",
       LK_RECONNECTING: "LkReconnecting",
-      LK_DISCONNECTED: "LkLost",
+      LK_DISCONNECTED: "WaitingToReconnect",
+      LK_REPLACED: "LkLost",
       PARTICIPANT_JOIN: "LkConnectedWithGuest",
       START: "LkConnected",
       STOP: "Stopping",
@@ -82,7 +90,7 @@ const states = {
     on: {
       LK_RECONNECTED: "LkConnected",
       LK_RECONNECTING: "LkReconnecting",
-      LK_DISCONNECTED: "LkLost",
+      LK_DISCONNECTED: "WaitingToReconnect",
       STOP: "Stopping",
     },
   },
@@ -90,12 +98,38 @@ const states = {
     on: {
       LK_RECONNECTED: "LkConnected",
       LK_SIGNAL_RECONNECTING: "LkSignalReconnecting",
-      LK_DISCONNECTED: "LkLost",
+      LK_DISCONNECTED: "WaitingToReconnect",
       STOP: "Stopping",
     },
   },
   LkLost: {
     on: { START: "RequestingOpenIdToken", STOP: "Stopping" },
+  },
+  WaitingToReconnect: {
+    on: {
+      RECONNECT_DELAY_PASSES: "R_RequestingOpenIdToken",
+      START: "RequestingOpenIdToken",
+      STOP: "Stopping",
+      DISPOSE: "StoppingThenDispose",
+    },
+  },
+  R_RequestingOpenIdToken: {
+    on: { OPENID_OK: "R_RequestingSFUConfig", OPENID_FAIL: "R_WaitingToReconnect", STOP: "Stopped" },
+  },
+  R_RequestingSFUConfig: {
+    on: { SFU_CONFIG_OK: "R_LkDisconnected", SFU_CONFIG_FAIL: "R_WaitingToReconnect" },
+  },
+  R_LkDisconnected: {
+    on: { ROOM_CONNECTING: "R_LkConnecting" },
+  },
+  R_LkConnecting: {
+    on: { CONNECT_OK: "LkConnected", CONNECT_FAIL_LIVEKIT: "R_WaitingToReconnect" },
+  },
+  R_WaitingToReconnect: {
+    on: { RECONNECT_DELAY_PASSES: "R2_RequestingOpenIdToken", START: "RequestingOpenIdToken" },
+  },
+  R2_RequestingOpenIdToken: {
+    on: { OPENID_FAIL: "Failed_ConnectionLost" },
   },
   Stopping: {
     on: {
@@ -132,6 +166,7 @@ const states = {
   Failed_PeerConnectionTimeout: { on: startAgain },
   Failed_LivekitError: { on: startAgain },
   Failed_Unknown: { on: startAgain },
+  Failed_ConnectionLost: { on: startAgain },
   Disposed: {
     on: { START: "Disposed", STOP: "Disposed" },
   },
@@ -144,13 +179,27 @@ const states = {
     on: { ROOM_CONNECTING: "X_LkConnecting" },
   },
   X_LkConnecting: {
-    on: { CONNECT_OK: "X_LkConnected", CONNECT_FAIL_LIVEKIT: "X_Failed_LivekitError" },
+    on: {
+      CONNECT_OK: "X_LkConnected",
+      CONNECT_FAIL_LIVEKIT: "X_Failed_LivekitError",
+      // the room is gone (emptied, or a restarted SFU): a fresh config once, which then counts as fresh
+      CONNECT_FAIL_RESTRICTED: "RequestingOpenIdToken",
+    },
   },
   X_LkConnected: {
-    on: { LK_DISCONNECTED: "X_LkLost", STOP: "X_Stopping" },
+    on: { LK_DISCONNECTED: "X_WaitingToReconnect", LK_REPLACED: "X_LkLost", STOP: "X_Stopping" },
   },
   X_LkLost: {
     on: { START: "X_LkDisconnected" },
+  },
+  X_WaitingToReconnect: {
+    on: { RECONNECT_DELAY_PASSES: "X_R_LkDisconnected" },
+  },
+  X_R_LkDisconnected: {
+    on: { ROOM_CONNECTING: "X_R_LkConnecting" },
+  },
+  X_R_LkConnecting: {
+    on: { CONNECT_OK: "X_LkConnected", CONNECT_FAIL_RESTRICTED: "R_RequestingOpenIdToken" },
   },
   X_Stopping: {
     on: { DISCONNECT_DONE: "X_Stopped", START: "X_StoppingThenStart" },
@@ -162,7 +211,7 @@ const states = {
     on: { START: "X_LkDisconnected" },
   },
   X_Failed_LivekitError: {
-    on: { START: "X_LkDisconnected" },
+    on: xStartAgain,
   },
 } as const;
 

@@ -23,6 +23,8 @@ export class FakeRoom extends EventEmitter {
   disconnectCalls = 0;
   /** When set, a connect completes by itself this way after the 'connecting' event. */
   autoConnect: "succeed" | Error | undefined;
+  /** Outcomes for the next connects, one each, taken before `autoConnect` is looked at (it then sets it). */
+  readonly nextConnects: ("succeed" | Error)[] = [];
   /** When set, `connect()` waits for `beginConnecting()` before it reports 'connecting'. */
   holdConnecting = false;
   /** When set, `disconnect()` waits for `releaseDisconnect()` (to observe the machine's Stopping state). */
@@ -38,6 +40,7 @@ export class FakeRoom extends EventEmitter {
 
   async connect(url: string, token: string): Promise<void> {
     this.connectCalls.push({ url, token });
+    if (this.nextConnects.length > 0) this.autoConnect = this.nextConnects.shift();
     const done = new Promise<void>((resolve, reject) => {
       this.pending = { resolve, reject };
     });
@@ -121,8 +124,12 @@ export class FakeRoom extends EventEmitter {
     this.emit(RoomEvent.Reconnected);
   }
 
-  lose(): void {
-    this.handleDisconnect(DisconnectReason.SIGNAL_CLOSE);
+  /**
+   * LiveKit gives up the connection (its own reconnects failed, or the server ended it for `reason`); `null`:
+   * a `Disconnected` event without a reason.
+   */
+  lose(reason: DisconnectReason | null = DisconnectReason.SIGNAL_CLOSE): void {
+    this.handleDisconnect(reason ?? undefined);
   }
 
   addParticipant(identity: string): RemoteParticipant {
@@ -147,7 +154,7 @@ export class FakeRoom extends EventEmitter {
     return p;
   }
 
-  private handleDisconnect(reason: DisconnectReason): void {
+  private handleDisconnect(reason: DisconnectReason | undefined): void {
     if (this.state === ConnectionState.Disconnected) return;
     this.remoteParticipants.clear();
     this.setState(ConnectionState.Disconnected);
