@@ -48,7 +48,11 @@ export interface ReconnectPolicy {
   maxDelayMs: number;
 }
 
-export const DEFAULT_RECONNECT_POLICY: ReconnectPolicy = { maxAttempts: 10, initialDelayMs: 1000, maxDelayMs: 30_000 };
+export const DEFAULT_RECONNECT_POLICY: Readonly<ReconnectPolicy> = Object.freeze({
+  maxAttempts: 10,
+  initialDelayMs: 1000,
+  maxDelayMs: 30_000,
+});
 /** A known SFU config is used again only while its JWT stays valid for at least this long. */
 export const DEFAULT_JWT_MARGIN_MS = 60_000;
 
@@ -110,8 +114,7 @@ export type RoomConnectionState = "disconnected" | "connecting" | "connected" | 
  * `DisconnectReason` name when it gave one.
  */
 export type RoomEvent =
-  | { type: `room.${Exclude<RoomConnectionState, "disconnected">}` }
-  | { type: "room.disconnected"; reason?: string };
+  { type: `room.${Exclude<RoomConnectionState, "disconnected">}` } | { type: "room.disconnected"; reason?: string };
 
 export type ConnectionMachineEvent = { type: "START" } | { type: "STOP" } | { type: "DISPOSE" } | RoomEvent;
 
@@ -452,8 +455,7 @@ export const connectionMachine = setup({
       },
     },
     Stopped: {
-      description:
-        "Stopped on request. START runs the pipeline again (reusing the SFU config while its JWT is valid).",
+      description: "Stopped on request. START runs the pipeline again (reusing the SFU config while its JWT is valid).",
       tags: "settled",
       entry: "resetReconnectAttempts",
       on: {

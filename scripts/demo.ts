@@ -37,7 +37,7 @@ const SCENARIOS: Record<string, string> = {
   "stop-during-connect": "stop() as soon as state$ shows connecting: Stopped, no error in between",
   restricted: "a homeserver the auth service does not trust to create rooms: SFURoomCreationRestrictedError",
   "room-full": "a LiveKit with max_participants 1: the second user is refused",
-  restart: "connect, stop, start again: the whole pipeline runs twice",
+  restart: "connect, stop, start again: the restart reuses the still-valid JWT (no OpenID or auth-service request)",
   "bad-openid-token": "the auth service gets a forged OpenID token: FailToGetOpenIdToken",
   "jwt-service-down": "the auth service's port is closed: FailToGetOpenIdToken after the retries",
   "time-to-connected": "10 fresh connections, one after the other: start() → connected, each and the median",

@@ -9,7 +9,11 @@ import type { SFUConfig } from "./types";
  * the config's own `livekitAlias`, `livekitIdentity` and `expiresAt`, if any, are not used. Throws a TypeError naming `what`
  * (`existingSFUConfig`, or where the answer came from).
  */
-export function checkSFUConfig(config: unknown, what: string, allowInsecureTransport: boolean): SFUConfig & LivekitJwtClaims {
+export function checkSFUConfig(
+  config: unknown,
+  what: string,
+  allowInsecureTransport: boolean,
+): SFUConfig & LivekitJwtClaims {
   if (typeof config !== "object" || config === null) throw new TypeError(`${what} is not a JSON object`);
   const { url, jwt } = config as { url?: unknown; jwt?: unknown };
   if (typeof url !== "string") throw new TypeError(`${what} has no url`);
