@@ -42,7 +42,8 @@ export async function validateStatus(
   jwt: string,
   options: { fetch: typeof globalThis.fetch; signal: AbortSignal; allowInsecureTransport: boolean },
 ): Promise<number> {
-  const response = await options.fetch(validateUrlOf(sfuUrl, options.allowInsecureTransport), {
+  const fetch = options.fetch; // called as a method of `options`, the browser's fetch throws "Illegal invocation"
+  const response = await fetch(validateUrlOf(sfuUrl, options.allowInsecureTransport), {
     headers: { authorization: `Bearer ${jwt}` },
     signal: options.signal,
   });

@@ -8,20 +8,24 @@
  * the other, so this one test file runs them all.
  */
 import { lifecycleScenarios } from "./scenarios/lifecycle";
+import { measuredScenarios } from "./scenarios/measured";
 import { refusalScenarios } from "./scenarios/refusals";
 import { sfuEventScenarios } from "./scenarios/sfuEvents";
 import { stackScenarios } from "./scenarios/stack";
 import { stoppingScenarios } from "./scenarios/stopping";
 import { stopAllDedicatedSfus } from "./support/dedicatedSfu";
-import { e2e, timings } from "./support/scenario";
+import { START_TO_CONNECTED, e2e, timings } from "./support/scenario";
 
 beforeAll(() => e2e.open());
 afterAll(async () => {
   await stopAllDedicatedSfus(); // the scenarios stop theirs in `finally`; this catches anything left over
   await e2e.close();
-  if (timings.length) {
-    const lines = timings.map((x) => `  ${x.test}: ${x.startToConnectedMs.toFixed(1)}`);
-    console.log(`start() → connected (ms, page clock):\n${lines.join("\n")}`);
+  const measures = [...new Set(timings.map((x) => x.measure ?? START_TO_CONNECTED))];
+  for (const measure of measures) {
+    const lines = timings
+      .filter((x) => (x.measure ?? START_TO_CONNECTED) === measure)
+      .map((x) => `  ${x.test}: ${x.ms.toFixed(1)}`);
+    console.log(`${measure}:\n${lines.join("\n")}`);
   }
 });
 
@@ -32,4 +36,5 @@ describe("Connection in Chromium against a real LiveKit", () => {
   stoppingScenarios();
   refusalScenarios();
   sfuEventScenarios();
+  measuredScenarios();
 });

@@ -34,6 +34,13 @@ export interface ConnectionParams {
    * (≈ 10 attempts over ≈ 40 s).
    */
   reconnectDelaysMs?: number[];
+  /**
+   * The package's own reconnect policy after LiveKit gave up (`false`: never); default: the package's (on, 10
+   * attempts, 1 s doubling up to 30 s). Spelled out here rather than imported so the page states what it passes.
+   */
+  reconnect?: false | { maxAttempts?: number; initialDelayMs?: number; maxDelayMs?: number };
+  /** How long the JWT must stay valid for a start to reuse the SFU config (default: the package's, 60 s). */
+  jwtMarginMs?: number;
 }
 
 /** A `state$` value: a ConnectionState, or a CallError. `t` is ms since the connection was created. */
@@ -58,10 +65,28 @@ export interface Recording {
    * `disconnected(<DisconnectReason name>)` (e.g. `disconnected(DUPLICATE_IDENTITY)`).
    */
   roomEvents: { t: number; event: string }[];
+  /**
+   * The statechart's own state (`connection.actor`), as a dotted path (`Livekit.connected`, `WaitingToReconnect`,
+   * `Failed.ConnectionLost`, …), each change in order; `state$` shows several of these as the same value.
+   */
+  machineStates: { t: number; state: string }[];
+  /** The statechart's `context.reconnectAttempts` when the recording is taken. */
+  reconnectAttempts: number;
+  /**
+   * The page's wall clock (ms since the epoch, `performance.timeOrigin + …`) at `t = 0`, so a `t` can be compared
+   * with a time taken in Node (`Date.now()`; both run on this machine, on the same system clock).
+   */
+  epochAtT0: number;
   /** The room's `ConnectionState` as livekit-client reports it, read when the recording is taken. */
   roomState: string;
   /** Per remote identity, its track publications as `kind/source/subscribed|unsubscribed`, read likewise. */
   remoteTracks: Record<string, string[]>;
+  /**
+   * Every WebSocket the page created since this connection was created (any connection's: the h scenarios have
+   * one per page), URL without the query: each connect attempt of livekit-client opens one, each of its signal
+   * resumes too.
+   */
+  webSockets: { t: number; url: string }[];
 }
 
 /** What Chromium's RTCPeerConnections did (every one the page created), from their events and getStats(). */

@@ -37,6 +37,19 @@ window.RTCPeerConnection = class extends NativePC {
   }
 } as typeof RTCPeerConnection;
 
+/**
+ * Every WebSocket the page opens (livekit-client's signalling), with `performance.now()` at its creation and its
+ * URL without the query (which holds the access token): each connect attempt opens one.
+ */
+const webSockets: { at: number; url: string }[] = [];
+const NativeWebSocket = window.WebSocket;
+window.WebSocket = class extends NativeWebSocket {
+  constructor(url: string | URL, protocols?: string | string[]) {
+    super(url, protocols);
+    webSockets.push({ at: performance.now(), url: String(url).replace(/[?#].*$/, "") });
+  }
+} as typeof WebSocket;
+
 /** `candidate:<foundation> <component> <protocol> <priority> <address> <port> typ <type> …` */
 function parseCandidate(line: string): { address: string; port: number; protocol: string; type: string } {
   const f = line.replace(/^a=/, "").split(" ");
@@ -121,6 +134,20 @@ function stateName(r: StateRecord): string {
   return "state" in r ? r.state : r.error;
 }
 
+/** An xstate state value as a dotted path: `"Stopped"`, `{Livekit: "connected"}` → `"Livekit.connected"`. */
+function statePath(value: unknown): string {
+  if (typeof value === "string") return value;
+  if (value && typeof value === "object") {
+    return Object.entries(value as Record<string, unknown>)
+      .map(([k, v]) => {
+        const rest = statePath(v);
+        return rest ? `${k}.${rest}` : k;
+      })
+      .join(",");
+  }
+  return "";
+}
+
 function roomOptions(p: ConnectionParams): RoomOptions | undefined {
   const delays = p.reconnectDelaysMs;
   if (!delays) return undefined;
@@ -131,7 +158,10 @@ interface Entry {
   connection: Connection;
   room: Room;
   t0: number;
-  rec: Omit<Recording, "roomState" | "livekitAlias" | "localIdentity" | "remoteTracks">;
+  rec: Omit<
+    Recording,
+    "roomState" | "livekitAlias" | "localIdentity" | "remoteTracks" | "reconnectAttempts" | "epochAtT0" | "webSockets"
+  >;
 }
 
 const entries = new Map<string, Entry>();
@@ -197,6 +227,9 @@ export const api: E2eApi = {
         existingSFUConfig: p.existingSFUConfig,
         retry: p.retry,
         timeouts: p.timeouts,
+        // (only when given, so the package's defaults are what a scenario without them tests)
+        ...(p.reconnect !== undefined ? { reconnect: p.reconnect } : {}),
+        ...(p.jwtMarginMs !== undefined ? { jwtMarginMs: p.jwtMarginMs } : {}),
       },
       consoleLogger(`[e2e ${id}]`),
     );
@@ -204,7 +237,7 @@ export const api: E2eApi = {
       connection,
       room: room!,
       t0: performance.now(),
-      rec: { states: [], participants: [], starts: [], stops: [], roomEvents: [] },
+      rec: { states: [], participants: [], starts: [], stops: [], roomEvents: [], machineStates: [] },
     };
     const roomEvent = (event: string) => e.rec.roomEvents.push({ t: now(e), event });
     e.room.on(RoomEvent.Reconnecting, () => roomEvent("reconnecting"));
@@ -214,6 +247,12 @@ export const api: E2eApi = {
       roomEvent(`disconnected(${reason === undefined ? "no reason" : (DisconnectReason[reason] ?? String(reason))})`),
     );
     entries.set(id, e);
+    const machineState = (value: unknown): void => {
+      const state = statePath(value);
+      if (e.rec.machineStates.at(-1)?.state !== state) e.rec.machineStates.push({ t: now(e), state });
+    };
+    machineState(connection.actor.getSnapshot().value); // (subscribe reports changes only)
+    connection.actor.subscribe({ next: (snapshot) => machineState(snapshot.value), error: () => {} });
     connection.state$.subscribe((s) => e.rec.states.push(stateRecord(now(e), s)));
     connection.remoteParticipants$.subscribe((ps) =>
       e.rec.participants.push({ t: now(e), identities: ps.map((x) => x.identity).sort() }),
@@ -279,6 +318,11 @@ export const api: E2eApi = {
     return {
       ...structuredClone(e.rec),
       roomState: e.room.state,
+      reconnectAttempts: e.connection.actor.getSnapshot().context.reconnectAttempts,
+      epochAtT0: performance.timeOrigin + e.t0,
+      webSockets: webSockets
+        .filter((w) => w.at >= e.t0)
+        .map((w) => ({ t: Math.round((w.at - e.t0) * 10) / 10, url: w.url })),
       livekitAlias: e.connection.livekitAlias,
       localIdentity: e.room.localParticipant.identity || undefined,
       remoteTracks: Object.fromEntries(

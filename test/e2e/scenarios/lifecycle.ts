@@ -1,5 +1,6 @@
-/** The lifecycle that works: two users in a call, media, a restart. */
+/** The lifecycle that works: two users in a call, media, a restart (with the JWT reused). */
 import { pollUntil, stateNames } from "../support/fixtures";
+import { LoopbackProxy } from "../support/proxy";
 import { HAPPY, connect, e2e, expectSFUParticipants, recordTiming, scenario } from "../support/scenario";
 
 export function lifecycleScenarios(): void {
@@ -69,22 +70,56 @@ export function lifecycleScenarios(): void {
     await expectSFUParticipants(alias, []);
   });
 
-  scenario("d. restart from Stopped connects again (the whole pipeline, same Room)", async () => {
-    const u = await e2e.newUser();
-    const c = await u.connection({ roomId: e2e.roomId() });
-    expect(await c.start()).toEqual({ outcome: "resolved" });
-    await c.stop();
-    const alias = (await c.recording()).livekitAlias!;
-    await expectSFUParticipants(alias, []);
-    expect(await c.start()).toEqual({ outcome: "resolved" });
-    const rec = await c.recording();
-    expect(stateNames(rec)).toEqual([...HAPPY, "Stopped", ...HAPPY.slice(1)]);
-    expect(rec.roomState).toBe("connected");
-    recordTiming("d (1st start)", rec, 0);
-    recordTiming("d (restart)", rec, 1);
-    expect(await e2e.sfuParticipants(alias)).toEqual([rec.localIdentity]);
-    await c.stop();
-    expect(stateNames(await c.recording()).at(-1)).toBe("Stopped");
-    await expectSFUParticipants(alias, []);
-  });
+  scenario(
+    "d. restart from Stopped reuses the JWT: connected again with no request to the homeserver's OpenID endpoint or the auth service",
+    async () => {
+      // Counting proxies (they forward everything) in front of Synapse and the jwt service: the page's OpenID
+      // request and its /get_token go through them. (The jwt service checks the OpenID token with Synapse's
+      // federation API directly, not through the proxy.)
+      const hs = await LoopbackProxy.start({ name: "homeserver", target: e2e.env.stack.homeserver.base_url });
+      const jwt = await LoopbackProxy.start({ name: "jwt", target: e2e.env.stack.jwt_services.main!.url });
+      e2e.addReport("homeserver proxy", () => hs.describe().join("\n"));
+      e2e.addReport("jwt proxy", () => jwt.describe().join("\n"));
+      /** The requests that a fetch of the SFU config makes, as the proxies saw them. */
+      const configRequests = (): string[] => [
+        ...hs.describe().filter((r) => /\/openid\/request_token /.test(r)),
+        ...jwt.describe().filter((r) => /^\w+ \/(get_token|sfu\/get) /.test(r)),
+      ];
+      try {
+        const u = await e2e.newUser();
+        const c = await u.connection({ roomId: e2e.roomId(), baseUrl: hs.url, serviceUrl: jwt.url });
+        expect(await c.start()).toEqual({ outcome: "resolved" });
+        // The first start fetched the config through the proxies (so they are in the path).
+        const openId = `/_matrix/client/v3/user/${encodeURIComponent(u.user.user_id)}/openid/request_token`;
+        expect(configRequests()).toEqual([
+          `OPTIONS ${openId} → forwarded 204`,
+          `POST ${openId} → forwarded 200`,
+          "OPTIONS /get_token → forwarded 200",
+          "POST /get_token → forwarded 200",
+        ]);
+        const [hsBefore, jwtBefore] = [hs.requests.length, jwt.requests.length];
+        await c.stop();
+        const alias = (await c.recording()).livekitAlias!;
+        await expectSFUParticipants(alias, []);
+        // At once: LiveKit keeps the emptied room for 20 s (the jwt service's departure_timeout), so the old
+        // JWT is still good for it.
+        expect(await c.start()).toEqual({ outcome: "resolved" });
+        // Not one request to either (the OpenID endpoint and the auth service included).
+        expect(hs.describe().slice(hsBefore)).toEqual([]);
+        expect(jwt.describe().slice(jwtBefore)).toEqual([]);
+        const rec = await c.recording();
+        expect(stateNames(rec)).toEqual([...HAPPY, "Stopped", "disconnected", "connecting", "connected"]);
+        expect(rec.roomState).toBe("connected");
+        recordTiming("d (1st start)", rec, 0);
+        recordTiming("d (restart, JWT reused)", rec, 1);
+        expect(await e2e.sfuParticipants(alias)).toEqual([rec.localIdentity]);
+        await c.stop();
+        expect(stateNames(await c.recording()).at(-1)).toBe("Stopped");
+        await expectSFUParticipants(alias, []);
+      } finally {
+        await jwt.close();
+        await hs.close();
+      }
+    },
+  );
 }

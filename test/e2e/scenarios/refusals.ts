@@ -83,29 +83,51 @@ export function refusalScenarios(): void {
     });
   });
 
-  describe("f. capacity (client-side shapes NOTES.md left unconfirmed)", () => {
+  describe("f. capacity: what the browser can tell (NOTES.md left it unconfirmed)", () => {
     scenario(
-      "f1. room full (max_participants 1): the 2nd user gets LivekitConnectionError(WebSocket), not InsufficientCapacity",
+      "f1. room full (max_participants 1): the 2nd user gets LivekitConnectionError(WebSocket), not InsufficientCapacity (validate says 200)",
       async () => {
         const roomId = e2e.roomId();
         const alice = await e2e.newUser();
         const bob = await e2e.newUser();
         const a = await alice.connection({ roomId, variant: "full" });
         expect(await a.start()).toEqual({ outcome: "resolved" });
-        const b = await bob.connection({ roomId, variant: "full" });
-        expect(await b.start()).toEqual({ outcome: "rejected", error: "LivekitConnectionError" });
-        const rec = await b.recording();
-        // Not a LeaveRequest(JOIN_FAILURE) as the references expect: README.md, "Where the real servers differ" 2.
-        expect(stateNames(rec)).toEqual(refusedAtConnect("Error:LivekitConnectionError/SFU_ERROR"));
-        expect((rec.states.at(-1) as { cause?: string }).cause).toBe(WEBSOCKET_ERROR);
-        const alias = (await a.recording()).livekitAlias!;
-        expect(await e2e.sfuParticipants(alias, "full")).toEqual([(await a.recording()).localIdentity]);
-        await a.stop();
+        // Bob goes through a forwarding proxy in front of LiveKit (full), so that the package's own validate probe
+        // can be seen: a proxy in front of the jwt service points the `url` of its answer at it.
+        const sfu = await LoopbackProxy.start({ name: "sfu-full", target: e2e.env.stack.livekit.full!.http_url });
+        const jwt = await LoopbackProxy.start({
+          name: "jwt-rewrite",
+          target: e2e.env.stack.jwt_services.full!.url,
+          rewriteJson: (_r, body) => ({ ...(body as object), url: sfu.wsUrl }),
+        });
+        e2e.addReport("SFU proxy (full)", () => sfu.describe().join("\n"));
+        try {
+          const b = await bob.connection({ roomId, variant: "full", serviceUrl: jwt.url });
+          expect(await b.start()).toEqual({ outcome: "rejected", error: "LivekitConnectionError" });
+          const rec = await b.recording();
+          // Not a LeaveRequest(JOIN_FAILURE) as the references expect: README.md, "Where the real servers differ" 2.
+          expect(stateNames(rec)).toEqual(refusedAtConnect("Error:LivekitConnectionError/SFU_ERROR"));
+          expect((rec.states.at(-1) as { cause?: string }).cause).toBe(WEBSOCKET_ERROR);
+          // The upgrade fails (LiveKit's 500), livekit-client's validate and the package's both get 200: a full
+          // room is not told apart from any other WebSocket failure.
+          expect(sfu.describe()).toEqual([
+            "GET /rtc/v1 (upgrade) → upgrade forwarded",
+            "GET /rtc/v1/validate → forwarded 200",
+            "OPTIONS /rtc/validate → forwarded 204",
+            "GET /rtc/validate → forwarded 200",
+          ]);
+          const alias = (await a.recording()).livekitAlias!;
+          expect(await e2e.sfuParticipants(alias, "full")).toEqual([(await a.recording()).localIdentity]);
+          await a.stop();
+        } finally {
+          await jwt.close();
+          await sfu.close();
+        }
       },
     );
 
     scenario(
-      "f2. node track limit reached (limit.num_tracks 1): via the jwt service → FailToGetOpenIdToken; with an SFU config of our own → LivekitConnectionError",
+      "f2. node track limit reached (limit.num_tracks 1): via the jwt service → FailToGetOpenIdToken; with an SFU config of our own → InsufficientCapacityError (validate's 503)",
       async () => {
         const roomId = e2e.roomId();
         const alice = await e2e.newUser();
@@ -136,8 +158,9 @@ export function refusalScenarios(): void {
           /answered 500 M_UNKNOWN: Unable to create room on SFU/,
         );
 
-        // With a token of our own (Element Call's existingSFUConfig path; no CreateRoom): LiveKit's 503 does not
-        // reach the client's mapping (README.md 3).
+        // With a token of our own (Element Call's existingSFUConfig path; no CreateRoom): LiveKit answers 503 on
+        // the upgrade and on validate; livekit-client drops the status (README.md 3), the package's own validate
+        // probe sees it.
         const identity = `e2e-direct-${Date.now()}`;
         const { livekit_api_key: key, livekit_api_secret: secret, livekit } = e2e.env.stack;
         const token = new AccessToken(key, secret, { identity, ttl: "10m" });
@@ -149,31 +172,43 @@ export function refusalScenarios(): void {
           livekitIdentity: identity,
         };
         const b2 = await bob.connection({ roomId, variant: "limited", existingSFUConfig });
-        expect(await b2.start()).toEqual({ outcome: "rejected", error: "LivekitConnectionError" });
+        expect(await b2.start()).toEqual({ outcome: "rejected", error: "InsufficientCapacityError" });
         const rb2 = await b2.recording();
         expect(stateNames(rb2)).toEqual([
           "Initialized",
           "disconnected",
           "connecting",
-          "Error:LivekitConnectionError/SFU_ERROR",
+          "Error:InsufficientCapacityError/INSUFFICIENT_CAPACITY_ERROR",
         ]);
+        expect(rb2.states.at(-1)).toMatchObject({ message: "Insufficient capacity" });
+        // The cause is livekit-client's error as it was (the 503 is not in it); what LiveKit's validate says to
+        // this JWT, asked from here as the package asks it:
         expect((rb2.states.at(-1) as { cause?: string }).cause).toBe(WEBSOCKET_ERROR);
+        const validate = await fetch(`${livekit.limited!.http_url}/rtc/validate`, {
+          headers: { authorization: `Bearer ${existingSFUConfig.jwt}` },
+        });
+        expect([validate.status, (await validate.text()).trim()]).toEqual([
+          503,
+          "node has exceeded its configured limit",
+        ]);
         expect(await e2e.sfuParticipants(alias, "limited")).toEqual([ra.localIdentity]);
         await a.stop();
       },
     );
 
     scenario(
-      "f3. 429 injected by a proxy in front of the SFU: LivekitConnectionError(WebSocket), not InsufficientCapacity",
+      "f3. 429 injected by a proxy in front of the SFU → InsufficientCapacityError (the package's validate probe)",
       async () => {
         // A proxy in front of LiveKit main answers 429 to the /rtc… upgrade and to /rtc…/validate (LiveKit itself
-        // never answers 429: backend.md §1.5); a proxy in front of the jwt service points the `url` of its answer
-        // at the SFU proxy, so the whole pipeline runs (and the jwt service really creates the room).
+        // never answers 429: backend.md §1.5), but lets the CORS preflight through (LiveKit answers it: the page
+        // is another origin, and the package's GET carries an Authorization header); a proxy in front of the jwt
+        // service points the `url` of its answer at the SFU proxy, so the whole pipeline runs (and the jwt service
+        // really creates the room).
         const sfu = await LoopbackProxy.start({
           name: "sfu-429",
           target: e2e.env.stack.livekit.main!.http_url,
           inject: (r) =>
-            r.pathname.startsWith("/rtc")
+            r.pathname.startsWith("/rtc") && r.method !== "OPTIONS"
               ? {
                   status: 429,
                   body: "too many requests (injected by the e2e proxy)",
@@ -192,17 +227,22 @@ export function refusalScenarios(): void {
         try {
           const u = await e2e.newUser();
           const c = await u.connection({ roomId: e2e.roomId(), serviceUrl: jwt.url });
-          // Not InsufficientCapacityError as the references expect (README.md 9). No retry: one upgrade and one
-          // validate request.
-          expect(await c.start()).toEqual({ outcome: "rejected", error: "LivekitConnectionError" });
+          // livekit-client drops the 429 (README.md 9); the package's own validate probe reads it. No retry: one
+          // upgrade, livekit-client's validate, and the package's (with its preflight).
+          expect(await c.start()).toEqual({ outcome: "rejected", error: "InsufficientCapacityError" });
           const rec = await c.recording();
-          expect(stateNames(rec)).toEqual(refusedAtConnect("Error:LivekitConnectionError/SFU_ERROR"));
+          expect(stateNames(rec)).toEqual(
+            refusedAtConnect("Error:InsufficientCapacityError/INSUFFICIENT_CAPACITY_ERROR"),
+          );
+          // (the cause is livekit-client's error as it was: the 429 is not in it)
           expect((rec.states.at(-1) as { cause?: string }).cause).toBe(WEBSOCKET_ERROR);
           expect(rec.roomEvents).toEqual([expect.objectContaining({ event: "disconnected(UNKNOWN_REASON)" })]);
           expect(u.websockets).toEqual([`${sfu.wsUrl}/rtc/v1`]);
           expect(sfu.describe()).toEqual([
             "GET /rtc/v1 (upgrade) → injected 429",
             "GET /rtc/v1/validate → injected 429",
+            "OPTIONS /rtc/validate → forwarded 204",
+            "GET /rtc/validate → injected 429",
           ]);
           expect(jwt.describe()).toEqual(["OPTIONS /get_token → forwarded 200", "POST /get_token → forwarded 200"]);
           // LiveKit has the room (the jwt service created it) and nobody in it.

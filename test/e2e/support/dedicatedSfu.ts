@@ -56,6 +56,11 @@ export class DedicatedSfu {
   private jwt?: ChildProcess;
   /** How many times LiveKit was started. */
   livekitStarts = 0;
+  /**
+   * When LiveKit last became ready (`Date.now()` in this process, at the first 200 from its HTTP port; polled
+   * every 20 ms, so at most ≈ 20 ms after it really was).
+   */
+  livekitReadyAt?: number;
 
   private constructor(
     readonly stack: StackJson,
@@ -181,6 +186,7 @@ export class DedicatedSfu {
       this.livekitLog,
     );
     await this.waitReady("livekit", this.livekit, `${this.httpUrl}/`, this.livekitLog);
+    this.livekitReadyAt = Date.now();
   }
 
   private async startJwt(): Promise<void> {
@@ -197,7 +203,7 @@ export class DedicatedSfu {
     await this.waitReady("lk-jwt stand-in", this.jwt, `${this.jwtUrl}/healthz`, this.jwtLog);
   }
 
-  /** Polls `url` until 200 (bounded: 20 s), failing early if the process exits. */
+  /** Polls `url` until 200 (every 20 ms, bounded: 20 s), failing early if the process exits. */
   private async waitReady(what: string, p: ChildProcess, url: string, log: string): Promise<void> {
     const exited = (): boolean => p.exitCode !== null || p.signalCode !== null;
     const { value: last, ok } = await poll(
@@ -210,7 +216,7 @@ export class DedicatedSfu {
         }
       },
       (status) => status === "200" || status === "exited",
-      { timeoutMs: 20_000, intervalMs: 100 },
+      { timeoutMs: 20_000, intervalMs: 20 },
     );
     if (last === "exited") {
       throw new Error(

@@ -7,8 +7,13 @@ import type { Recording } from "../page/api";
 import { E2e, pollUntil, stateNames, timeOf, type ConnectionHandle, type UserPage, type Variant } from "./fixtures";
 
 export const e2e = new E2e();
-/** start() → connected of the scenarios that connect normally, printed after the run. */
-export const timings: { test: string; startToConnectedMs: number }[] = [];
+/**
+ * Durations measured by the scenarios, printed after the run: start() → connected of the scenarios that connect
+ * normally (page clock), and the other measures (what each one is says `measure`).
+ */
+export const timings: { test: string; ms: number; measure?: string }[] = [];
+/** The measure of a timing without `measure`. */
+export const START_TO_CONNECTED = "start() → connected (ms, page clock)";
 
 /** A test whose failure message carries the browser consoles and the stack's log lines of the test. */
 export function scenario(name: string, body: () => Promise<void>): void {
@@ -39,7 +44,7 @@ export function recordTiming(test: string, rec: Recording, nth = 0): void {
   const connectedAt = timeOf(rec, "connected", nth);
   const startedAt = rec.starts[nth]?.calledAt;
   if (connectedAt !== undefined && startedAt !== undefined) {
-    timings.push({ test, startToConnectedMs: connectedAt - startedAt });
+    timings.push({ test, ms: connectedAt - startedAt });
   }
 }
 
@@ -72,4 +77,28 @@ export async function expectSFUParticipants(
   );
   expect(r.value).toEqual(want);
   return r.elapsedMs;
+}
+
+/** Polls the page's recording of `c` until `done` holds (bounded); fails naming `what` if it does not come. */
+export async function waitForRecording(
+  c: ConnectionHandle,
+  done: (rec: Recording) => boolean,
+  what: string,
+  { timeoutMs = 30_000, intervalMs = 50 }: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<Recording> {
+  const r = await pollUntil(() => c.recording(), done, { timeoutMs, intervalMs });
+  if (!r.ok) {
+    throw new Error(
+      `gave up after ${timeoutMs} ms waiting for ${what}; state$: ${stateNames(r.value).join(" → ")}; ` +
+        `statechart: ${r.value.machineStates.map((m) => m.state).join(" → ")}`,
+    );
+  }
+  return r.value;
+}
+
+/** The median of some numbers (the mean of the middle two for an even count). */
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
