@@ -1,6 +1,7 @@
 import { ConnectionError, DisconnectReason } from "livekit-client";
 import {
   CallError,
+  ConnectionLostError,
   ErrorCategory,
   ErrorCode,
   FailToGetOpenIdToken,
@@ -11,6 +12,7 @@ import {
   UnknownCallError,
   mapConnectError,
   toCallError,
+  toConnectionLostError,
 } from "../../src";
 
 describe("mapConnectError (livekit-client's own ConnectionError factories)", () => {
@@ -108,6 +110,12 @@ describe("error classes", () => {
       title: "Failed to connect to Livekit server",
     },
     {
+      error: new ConnectionLostError(new Error("x")),
+      code: ErrorCode.CONNECTION_LOST_ERROR,
+      category: ErrorCategory.NETWORK_CONNECTIVITY,
+      title: "Connection lost",
+    },
+    {
       error: new UnknownCallError(new Error("x")),
       code: ErrorCode.UNKNOWN_ERROR,
       category: ErrorCategory.UNKNOWN,
@@ -146,4 +154,24 @@ test("mapConnectError scrubs the JWT it is given from the error it maps (LiveKit
   );
   expect(mapped).toBeInstanceOf(LivekitConnectionError);
   expect(String((mapped.cause as Error).message)).toBe("invalid token: [redacted], error: signature is invalid");
+});
+
+describe("ConnectionLostError", () => {
+  test("tells the user they were disconnected", () => {
+    expect(new ConnectionLostError().localisedMessage).toBe("You were disconnected from the call.");
+  });
+
+  test("toConnectionLostError wraps the same last failure in the same error each time, a new one in a new error", () => {
+    const last = mapConnectError(ConnectionError.internal("attempt 3 failed"));
+    const lost = toConnectionLostError(last);
+    expect(lost).toBeInstanceOf(ConnectionLostError);
+    expect(lost.cause).toBe(last);
+    expect(toConnectionLostError(last)).toBe(lost); // so state$ shows the failure once
+    expect(toConnectionLostError(mapConnectError(ConnectionError.internal("attempt 3 failed")))).not.toBe(lost);
+    // A failure that is no CallError has its own UnknownCallError wrapper too: the two are not mixed up.
+    const plain = new Error("from an actor of one's own");
+    expect(toCallError(plain)).toBeInstanceOf(UnknownCallError);
+    expect(toConnectionLostError(plain)).toBeInstanceOf(ConnectionLostError);
+    expect(toConnectionLostError(plain).cause).toBe(plain);
+  });
 });

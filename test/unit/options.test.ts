@@ -1,5 +1,5 @@
 /** Options are checked by type, once, before anything is made: a TypeError that names the option. */
-import { Connection, createConnectionActor, type ConnectionOpts } from "../../src";
+import { Connection, DEFAULT_RECONNECT_POLICY, createConnectionActor, type ConnectionOpts } from "../../src";
 import { FakeRoom } from "../support/fakeRoom";
 import {
   DEVICE_ID,
@@ -75,6 +75,30 @@ describe("a malformed option is a TypeError naming it, before the room is made o
     ["an observer without next()", { inspect: {} }, /inspect must be a function or an observer/],
     ["a signal that is not an AbortSignal", { signal: { aborted: false } }, /signal must be an AbortSignal/],
     ["ownMembershipIdentity missing", { ownMembershipIdentity: undefined }, /ownMembershipIdentity must be an object/],
+    ["reconnect as a string", { reconnect: "yes" }, /reconnect \(false or an object\) must be an object/],
+    [
+      "zero reconnect attempts",
+      { reconnect: { maxAttempts: 0 } },
+      /reconnect.maxAttempts must be a whole number of at least 1 \(false turns reconnecting off\), not 0/,
+    ],
+    [
+      "a fractional number of reconnect attempts",
+      { reconnect: { maxAttempts: 1.5 } },
+      /reconnect.maxAttempts must be a whole number .* not 1.5/,
+    ],
+    [
+      "a negative first reconnect delay",
+      { reconnect: { initialDelayMs: -1 } },
+      /reconnect.initialDelayMs must be a number of milliseconds .* not -1/,
+    ],
+    [
+      "a longest reconnect delay shorter than the first",
+      { reconnect: { maxDelayMs: 10, initialDelayMs: 100 } },
+      /reconnect.maxDelayMs \(10\) must not be less than reconnect.initialDelayMs \(100\)/,
+    ],
+    ["a negative JWT margin", { jwtMarginMs: -5 }, /jwtMarginMs must be a number of milliseconds .* not -5/],
+    ["NaN as the JWT margin", { jwtMarginMs: NaN }, /jwtMarginMs must be .* not NaN/],
+    ["a clock without timers", { clock: {} }, /clock must have setTimeout\(\) and clearTimeout\(\)/],
     [
       "a room without remoteParticipants",
       { livekitRoomFactory: () => Object.assign(new FakeRoom(), { remoteParticipants: undefined }) },
@@ -135,6 +159,30 @@ describe("a malformed option is a TypeError naming it, before the room is made o
     h.room.autoConnect = "succeed";
     await h.connection.start();
     await h.connection.stop();
+  });
+});
+
+describe("the reconnect policy and the JWT margin", () => {
+  const contextOf = (change: Partial<ConnectionOpts<FakeRoom>>) =>
+    new Connection({ ...valid(), ...change }).actor.getSnapshot().context;
+
+  test("default: 10 attempts from 1 s doubling up to 30 s, and a 60 s JWT margin", () => {
+    const context = contextOf({});
+    expect(context.reconnect).toEqual({ maxAttempts: 10, initialDelayMs: 1000, maxDelayMs: 30_000 });
+    expect(context.reconnect).toEqual(DEFAULT_RECONNECT_POLICY);
+    expect(context.jwtMarginMs).toBe(60_000);
+  });
+
+  test.each<[string, ConnectionOpts<FakeRoom>["reconnect"], unknown]>([
+    ["false turns it off", false, false],
+    ["{} means the defaults", {}, { maxAttempts: 10, initialDelayMs: 1000, maxDelayMs: 30_000 }],
+    [
+      "a field left out keeps its default",
+      { maxAttempts: 3 },
+      { maxAttempts: 3, initialDelayMs: 1000, maxDelayMs: 30_000 },
+    ],
+  ])("reconnect: %s", (_name, reconnect, expected) => {
+    expect(contextOf({ reconnect }).reconnect).toEqual(expected);
   });
 });
 

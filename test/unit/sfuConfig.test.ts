@@ -255,7 +255,11 @@ describe("decodeLivekitJwt", () => {
     const room = "ÿþ>?é~ call ☎";
     const jwt = makeLivekitJwt({ room, sub: "bob" });
     expect(jwt.split(".")[1]).toMatch(/[-_]/);
-    expect(decodeLivekitJwt(jwt)).toEqual({ livekitAlias: room, livekitIdentity: "bob", expiresAt: expect.any(Number) });
+    expect(decodeLivekitJwt(jwt)).toEqual({
+      livekitAlias: room,
+      livekitIdentity: "bob",
+      expiresAt: expect.any(Number),
+    });
   });
 
   test("reads exp (seconds) as expiresAt in ms; a JWT without exp has none; an exp that is not a number is refused", () => {
