@@ -58,13 +58,9 @@ let disposeConnection: AbortController | undefined;
 /** The clock of the chart's delays: a reconnect wait ends when the model says so. */
 let clock: SimulatedClock;
 
-/** A JWT that expires in `seconds` (the reuse margin is 60 s). */
-const jwtExpiringIn = (seconds: number): string =>
-  makeLivekitJwt({ extra: { exp: Math.floor(Date.now() / 1000) + seconds } });
-
-/** The auth service's answer in the model: a JWT within the reuse margin, so that each run fetches again. */
+/** The auth service's answer in the model: a JWT within the reuse margin (60 s), so that each run fetches again. */
 const shortLivedSFUConfig = (_: unknown, res: ServerResponse): void =>
-  sendJson(res, 200, { url: SFU_URL, jwt: jwtExpiringIn(30) });
+  sendJson(res, 200, { url: SFU_URL, jwt: makeLivekitJwt({ expiresInS: 30 }) });
 
 function create(existing?: "valid" | "expired"): void {
   disposeConnection = new AbortController();
@@ -78,7 +74,7 @@ function create(existing?: "valid" | "expired"): void {
     inspect: record,
     existingSFUConfig: existing && {
       url: "wss://sfu.example.org",
-      jwt: existing === "valid" ? jwtExpiringIn(3600) : jwtExpiringIn(-10),
+      jwt: makeLivekitJwt({ expiresInS: existing === "valid" ? 3600 : -10 }),
       livekitAlias: "AliasOfTheRoom",
       livekitIdentity: "me",
     },

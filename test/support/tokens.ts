@@ -2,9 +2,12 @@ import { createHmac } from "node:crypto";
 
 const b64url = (s: string | Buffer): string => Buffer.from(s).toString("base64url");
 
-/** A signed HS256 JWT shaped like lk-jwt-service's: `sub` is the identity, `video.room` the alias. */
+/**
+ * A signed HS256 JWT shaped like lk-jwt-service's: `sub` is the identity, `video.room` the alias, valid for an hour
+ * (or `expiresInS` seconds; negative: expired).
+ */
 export function makeLivekitJwt(
-  claims: { sub?: string; room?: string; extra?: Record<string, unknown> } = {},
+  claims: { sub?: string; room?: string; expiresInS?: number; extra?: Record<string, unknown> } = {},
   secret = "test-secret-test-secret-test-secret",
 ): string {
   const header = b64url(JSON.stringify({ alg: "HS256", typ: "JWT" }));
@@ -14,7 +17,7 @@ export function makeLivekitJwt(
       iss: "devkey",
       sub: claims.sub ?? "@alice:localhost:DEVICE",
       nbf: now,
-      exp: now + 3600,
+      exp: now + (claims.expiresInS ?? 3600),
       video: { room: claims.room ?? "AliasOfTheRoom", roomJoin: true, canPublish: true, canSubscribe: true },
       ...claims.extra,
     }),

@@ -54,7 +54,7 @@ const nowS = (): number => Math.floor(Date.now() / 1000);
 
 /** A JWT of the call's room that expires `inS` seconds from now; `label` tells two of them apart. */
 function jwtExpiringIn(inS: number, label = "jwt"): string {
-  return makeLivekitJwt({ sub: "alice-identity", room: "alias-of-the-call", extra: { exp: nowS() + inS, jti: label } });
+  return makeLivekitJwt({ sub: "alice-identity", room: "alias-of-the-call", expiresInS: inS, extra: { jti: label } });
 }
 
 /** An auth service that issues a new JWT (valid `inS` seconds) for every request, and keeps them in order. */
