@@ -13,6 +13,7 @@ export interface Sealed<T> {
 /** The names of the errors (`CallError` subclasses in `src/errors.ts`) that have a `Failed` state of their own. */
 export type CallErrorName =
   | "FailToGetOpenIdToken"
+  | "NoMatrix2AuthorizationService"
   | "InsufficientCapacityError"
   | "SFURoomCreationRestrictedError"
   | "PeerConnectionTimeoutError"
@@ -28,6 +29,20 @@ export interface OpenIDToken {
   expires_in: number;
 }
 
+/**
+ * A delayed leave event the app scheduled on the homeserver (MSC4140), for the auth service to take over
+ * ("delegation"): it restarts the delay while the participant is on the SFU, and sends the leave when the SFU
+ * reports the participant gone, so that a crashed client leaves the call too.
+ */
+export interface DelayedLeave {
+  /** The delayed event's id (matrix-js-sdk's membership manager has it). It is a capability: kept secret. */
+  delayId: string;
+  /** The delay the event was scheduled with, in ms. */
+  delayTimeoutMs: number;
+  /** The homeserver's client-server API base URL (deprecated in lk-jwt-service, which finds it itself). */
+  csApiUrl?: string;
+}
+
 /** Where and how to join the LiveKit room. The JWT stays inside a `Secret` so snapshots never show it. */
 export interface SFUCredentials {
   url: string;
@@ -36,6 +51,8 @@ export interface SFUCredentials {
   livekitIdentity: string;
   /** When the JWT expires (its `exp`, in ms since the epoch); undefined for a JWT without `exp`. */
   expiresAt: number | undefined;
+  /** Whether the token request that issued it took the delayed leave over (with its delay fields). */
+  delayedLeaveDelegated?: boolean;
 }
 
 /** When and how often a lost connection is made again. */
@@ -85,12 +102,16 @@ export interface ConnectionMachineInput {
   reconnect?: ReconnectPolicy | false;
   /** Default `DEFAULT_JWT_MARGIN_MS`. */
   jwtMarginMs?: number;
+  /** A delayed leave for the auth service to take over. */
+  delayedLeave?: Sealed<DelayedLeave>;
 }
 
 export interface ConnectionMachineContext {
   deps: unknown;
   reconnect: ReconnectPolicy | false;
   jwtMarginMs: number;
+  /** The delayed leave for the auth service to take over, if the app has one. */
+  delayedLeave: Sealed<DelayedLeave> | undefined;
   openIdToken: Sealed<OpenIDToken> | undefined;
   /** The SFU config of the last run (or the one given), kept for the next while its JWT is valid. */
   sfuConfig: SFUCredentials | undefined;
@@ -125,6 +146,8 @@ export interface ActorInput {
 
 export interface RequestSFUConfigInput extends ActorInput {
   openIdToken: Sealed<OpenIDToken>;
+  /** Its fields go with the token request. */
+  delayedLeave: Sealed<DelayedLeave> | undefined;
 }
 
 /** The input of `connectRoom`: read the JWT with `reveal(input.jwt)`. */
@@ -236,6 +259,7 @@ export const connectionMachine = setup({
     deps: input.deps,
     reconnect: input.reconnect ?? DEFAULT_RECONNECT_POLICY,
     jwtMarginMs: input.jwtMarginMs ?? DEFAULT_JWT_MARGIN_MS,
+    delayedLeave: input.delayedLeave,
     openIdToken: undefined,
     sfuConfig: input.existingSFUConfig,
     sfuConfigReused: false,
@@ -294,13 +318,21 @@ export const connectionMachine = setup({
           invoke: {
             id: "requestSFUConfig",
             src: "requestSFUConfig",
-            input: ({ context }) => ({ deps: context.deps, openIdToken: context.openIdToken! }),
+            input: ({ context }) => ({
+              deps: context.deps,
+              openIdToken: context.openIdToken!,
+              delayedLeave: context.delayedLeave,
+            }),
             onDone: {
               target: "#connection.Livekit",
               actions: { type: "storeSFUConfig", params: ({ event }) => ({ config: event.output }) },
             },
             onError: [
               { guard: "reconnecting", target: "#connection.WaitingToReconnect", actions: "storeError" },
+              {
+                guard: { type: "errorIs", params: { name: "NoMatrix2AuthorizationService" } },
+                target: "#connection.Failed.NoMatrix2AuthorizationService",
+              },
               { target: "#connection.Failed.OpenIdError" },
             ],
           },
@@ -479,6 +511,10 @@ export const connectionMachine = setup({
       states: {
         OpenIdError: {
           description: "No OpenID token or no SFU config: homeserver or auth service refused, failed or timed out.",
+        },
+        NoMatrix2AuthorizationService: {
+          description:
+            "The auth service's MatrixRTC 2.0 endpoint (/get_token), required by forceJwtEndpoint: 'matrix_2_0', failed: the service is out of date.",
         },
         InsufficientCapacity: {
           description:

@@ -13,7 +13,7 @@ import { FailToGetOpenIdToken, InsufficientCapacityError, mapConnectError } from
 import { abortable, describe, withOwnSignal } from "./retry";
 import { Secret, reveal, scrubSecrets } from "./secret";
 import { VALIDATE_TIMEOUT_MS, isUnexplainedWebSocketFailure, validateStatus } from "./sfuValidate";
-import { checkServiceUrl, requestSFUConfig } from "./authService";
+import { checkServiceUrl, requestSFUConfig, sfuConfigFailure } from "./authService";
 import { requestOpenIdToken } from "./openId";
 import type { ConnectionActorOptions, TimeoutOptions } from "./types";
 
@@ -31,7 +31,7 @@ export class PhaseTimeoutError extends Error {
 /** What the actors of one connection work with: its options, checked once, with their defaults filled in. */
 export type ConnectionDeps = Pick<
   ConnectionActorOptions,
-  "room" | "client" | "transport" | "roomId" | "ownMembershipIdentity" | "fetch" | "retry"
+  "room" | "client" | "transport" | "roomId" | "ownMembershipIdentity" | "fetch" | "retry" | "forceJwtEndpoint"
 > &
   Required<Pick<ConnectionActorOptions, "allowInsecureTransport" | "logger">> & { timeouts: Required<TimeoutOptions> };
 
@@ -113,8 +113,8 @@ export const connectionActors = {
   }),
 
   requestSFUConfig: fromPromise<SFUCredentials, RequestSFUConfigInput>(async ({ input, signal }) => {
+    const deps = connectionDepsOf(input);
     try {
-      const deps = connectionDepsOf(input);
       const config = await withinTime(signal, deps.timeouts.sfuConfigMs, "The SFU config request", (s, deadline) =>
         requestSFUConfig(
           reveal(input.openIdToken),
@@ -128,12 +128,19 @@ export const connectionActors = {
             logger: deps.logger,
             allowInsecureTransport: deps.allowInsecureTransport,
             deadline,
+            forceJwtEndpoint: deps.forceJwtEndpoint,
+            delayedLeave: input.delayedLeave && reveal(input.delayedLeave),
           },
         ),
       );
-      return { ...config, jwt: new Secret(config.jwt), expiresAt: config.expiresAt };
+      return {
+        ...config,
+        jwt: new Secret(config.jwt),
+        expiresAt: config.expiresAt,
+        delayedLeaveDelegated: config.delayedLeaveDelegated,
+      };
     } catch (e) {
-      throw new FailToGetOpenIdToken(e);
+      throw sfuConfigFailure(e, deps.forceJwtEndpoint);
     }
   }),
 

@@ -1,8 +1,8 @@
 /**
  * The MatrixRTC auth service (lk-jwt-service) client: `POST /get_token`, falling back to the legacy `/sfu/get`,
- * with matrix-js-sdk's retry policy; and the whole fetch, OpenID token first.
+ * with matrix-js-sdk's retry policy; the whole fetch, OpenID token first; and `POST /delegate_delayed_leave`.
  */
-import { FailToGetOpenIdToken } from "./errors";
+import { FailToGetOpenIdToken, NoMatrix2AuthorizationService } from "./errors";
 import { silentLogger } from "./logger";
 import { requestOpenIdToken } from "./openId";
 import { abortable, describe, withOwnSignal, withRetry } from "./retry";
@@ -11,6 +11,8 @@ import { checkSFUConfig } from "./sfuConfig";
 import { checkTransportUrl } from "./transportUrl";
 import type {
   CallMembershipIdentityParts,
+  DelayedLeaveOptions,
+  JwtEndpointVersion,
   Logger,
   OpenIDClientParts,
   OpenIDToken,
@@ -59,7 +61,30 @@ export interface SFUConfigRequestOptions {
   allowInsecureTransport?: boolean;
   /** When the request must be over (ms since the epoch): a retry that would come later is not made. */
   deadline?: number;
+  forceJwtEndpoint?: JwtEndpointVersion;
+  /** Its fields go with the token request (`delay_id`, `delay_timeout`, `delay_cs_api_url`). */
+  delayedLeave?: DelayedLeaveOptions;
 }
+
+/** The fields of a delayed leave in lk-jwt-service's requests. */
+function delayFields(d: DelayedLeaveOptions): Record<string, unknown> {
+  return {
+    delay_id: d.delayId,
+    delay_timeout: d.delayTimeoutMs,
+    ...(d.csApiUrl !== undefined && { delay_cs_api_url: d.csApiUrl }),
+  };
+}
+
+/** An older auth service refuses fields it does not know with 400 M_BAD_JSON. */
+const refusesUnknownFields = (e: unknown): boolean =>
+  e instanceof SFUConfigError && e.httpStatus === 400 && e.errcode === "M_BAD_JSON";
+
+/** The `member` of lk-jwt-service's requests. */
+const memberOf = (m: CallMembershipIdentityParts) => ({
+  id: m.memberId,
+  claimed_user_id: m.userId,
+  claimed_device_id: m.deviceId,
+});
 
 const utf8 = /* @__PURE__ */ new TextDecoder();
 
@@ -96,14 +121,19 @@ function retryAfterHeaderMs(value: string | null): number | undefined {
   return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
+/**
+ * POSTs `body` as JSON and returns the answer's JSON (undefined for an empty 2xx answer when `emptyAnswerOk`).
+ * `secrets` are redacted from every error.
+ */
 async function postJson(
   fetchFn: typeof globalThis.fetch,
   endpoint: string,
   body: unknown,
   outer: AbortSignal,
-  secret: string,
+  secrets: string[],
+  emptyAnswerOk = false,
 ): Promise<unknown> {
-  return withOwnSignal(outer, (signal) => postJsonWith(fetchFn, endpoint, body, signal, secret));
+  return withOwnSignal(outer, (signal) => postJsonWith(fetchFn, endpoint, body, signal, secrets, emptyAnswerOk));
 }
 
 async function postJsonWith(
@@ -111,7 +141,8 @@ async function postJsonWith(
   endpoint: string,
   body: unknown,
   signal: AbortSignal,
-  secret: string,
+  secrets: string[],
+  emptyAnswerOk: boolean,
 ): Promise<unknown> {
   // `abortable` around both awaits: an abort (a stop, the phase's time limit) ends the wait even when a fetch
   // ignores its signal or a body never ends.
@@ -131,14 +162,14 @@ async function postJsonWith(
     );
   } catch (e) {
     if (signal.aborted) throw signal.reason;
-    scrubSecrets(e, [secret]);
+    scrubSecrets(e, secrets);
     throw new SFUConfigError(`POST ${endpoint} failed: ${describe(e)}`, { endpoint }, e);
   }
   try {
-    text = redact(await abortable(readText(res), signal), [secret]);
+    text = redact(await abortable(readText(res), signal), secrets);
   } catch (e) {
     if (signal.aborted) throw signal.reason;
-    scrubSecrets(e, [secret]);
+    scrubSecrets(e, secrets);
     // Cut mid-body (a reset after the headers), or too long: with the answer's status, so a cut 5xx or 200 is
     // retried like a reset before the status line, and a cut 4xx is as final as a whole one.
     throw new SFUConfigError(
@@ -178,7 +209,7 @@ async function postJsonWith(
       },
     );
   }
-  if (json === undefined) {
+  if (json === undefined && !(emptyAnswerOk && text.trim() === "")) {
     throw new SFUConfigError(`POST ${endpoint} answered ${res.status} with a body that is not JSON`, {
       endpoint,
       httpStatus: res.status,
@@ -189,9 +220,11 @@ async function postJsonWith(
 
 /**
  * Trades an OpenID token for the SFU config at a MatrixRTC auth service (lk-jwt-service): `POST /get_token`,
- * and, if that fails in any way, the legacy `POST /sfu/get`. Once `/get_token` answered 404 or 405 later
- * attempts go straight to `/sfu/get`. Redirects are refused. Throws SFUConfigError, InsecureTransportError
- * or TypeError.
+ * and, if that fails in any way, the legacy `POST /sfu/get` (`forceJwtEndpoint` keeps to one of them). Once
+ * `/get_token` answered 404 or 405 later attempts go straight to `/sfu/get`. With `delayedLeave` its fields go
+ * in the request, and are left out of a second one if the service refuses them with 400 M_BAD_JSON (the
+ * answer's `delayedLeaveDelegated` says which). Redirects are refused. Throws SFUConfigError,
+ * InsecureTransportError or TypeError.
  */
 export async function requestSFUConfig(
   openIdToken: OpenIDToken,
@@ -205,41 +238,49 @@ export async function requestSFUConfig(
   const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
   const base = checkServiceUrl(serviceUrl, options.allowInsecureTransport).href;
   const endpoint = (path: string): string => base.replace(/\/+$/, "") + path;
-  const secret = openIdToken.access_token;
+  const delayed = options.delayedLeave;
+  // The delay id is a capability too: whoever has it can send or postpone the leave.
+  const secrets = delayed ? [openIdToken.access_token, delayed.delayId] : [openIdToken.access_token];
+  /** Once refused with M_BAD_JSON, the delay fields are left out of every later request. */
+  let delayFieldsRefused = false;
 
-  const viaGetToken = async (): Promise<SFUConfig> => {
-    logger.debug(`POST ${endpoint("/get_token")}`);
-    const body = await postJson(
-      fetchFn,
-      endpoint("/get_token"),
-      {
-        room_id: roomId,
-        slot_id: CALL_SLOT_ID,
-        openid_token: openIdToken,
-        member: { id: membership.memberId, claimed_user_id: membership.userId, claimed_device_id: membership.deviceId },
-      },
-      signal,
-      secret,
-    );
-    return checkSFUConfig(body, "the answer of /get_token", options.allowInsecureTransport ?? false);
+  /** POSTs `body` (with the delay fields while they are not refused) and checks the answer. */
+  const ask = async (path: string, body: Record<string, unknown>): Promise<SFUConfig> => {
+    logger.debug(`POST ${endpoint(path)}`);
+    const post = (withDelay: boolean): Promise<unknown> =>
+      postJson(fetchFn, endpoint(path), withDelay ? { ...body, ...delayFields(delayed!) } : body, signal, secrets);
+    let answer: unknown;
+    if (delayed && !delayFieldsRefused) {
+      try {
+        answer = await post(true);
+      } catch (e) {
+        if (!refusesUnknownFields(e)) throw e;
+        delayFieldsRefused = true;
+        logger.info(`${path} refused the delayed leave's fields (${describe(e)}); asking again without them`);
+        answer = await post(false);
+      }
+    } else {
+      answer = await post(false);
+    }
+    const config = checkSFUConfig(answer, `the answer of ${path}`, options.allowInsecureTransport ?? false);
+    return delayed ? { ...config, delayedLeaveDelegated: !delayFieldsRefused } : config;
   };
-  const viaLegacy = async (): Promise<SFUConfig> => {
-    logger.debug(`POST ${endpoint("/sfu/get")}`);
-    const body = await postJson(
-      fetchFn,
-      endpoint("/sfu/get"),
-      { room: roomId, openid_token: openIdToken, device_id: membership.deviceId },
-      signal,
-      secret,
-    );
-    return checkSFUConfig(body, "the answer of /sfu/get", options.allowInsecureTransport ?? false);
-  };
+  const viaGetToken = (): Promise<SFUConfig> =>
+    ask("/get_token", {
+      room_id: roomId,
+      slot_id: CALL_SLOT_ID,
+      openid_token: openIdToken,
+      member: memberOf(membership),
+    });
+  const viaLegacy = (): Promise<SFUConfig> =>
+    ask("/sfu/get", { room: roomId, openid_token: openIdToken, device_id: membership.deviceId });
 
   // One attempt: /get_token, then /sfu/get if that failed. While /get_token exists (it did not answer 404 or
   // 405), its failure is the one that decides about retrying and is reported; the legacy one is logged.
-  let newEndpointMissing = false;
+  let newEndpointMissing = options.forceJwtEndpoint === "legacy";
   const attempt = async (): Promise<SFUConfig> => {
     if (newEndpointMissing) return viaLegacy();
+    if (options.forceJwtEndpoint === "matrix_2_0") return viaGetToken();
     try {
       return await viaGetToken();
     } catch (primary) {
@@ -277,12 +318,59 @@ export async function getSFUConfigWithOpenID(
   roomId: string,
   options: SFUConfigRequestOptions = {},
 ): Promise<SFUConfig> {
+  let token: OpenIDToken;
   try {
     // No OpenID token is asked for on behalf of a service it would not be sent to.
     checkServiceUrl(serviceUrl, options.allowInsecureTransport);
-    const token = await requestOpenIdToken(client, options);
-    return await requestSFUConfig(token, membership, serviceUrl, roomId, options);
+    token = await requestOpenIdToken(client, options);
   } catch (e) {
     throw new FailToGetOpenIdToken(e);
   }
+  try {
+    return await requestSFUConfig(token, membership, serviceUrl, roomId, options);
+  } catch (e) {
+    throw sfuConfigFailure(e, options.forceJwtEndpoint);
+  }
+}
+
+/** The CallError of a failed SFU config request: with `/get_token` required, its failure says the service is old. */
+export function sfuConfigFailure(e: unknown, forceJwtEndpoint: JwtEndpointVersion | undefined): Error {
+  const aborted = e instanceof Error && (e.name === "AbortError" || e.name === "TimeoutError");
+  return forceJwtEndpoint === "matrix_2_0" && !aborted && !(e instanceof TypeError)
+    ? new NoMatrix2AuthorizationService(e)
+    : new FailToGetOpenIdToken(e);
+}
+
+/**
+ * Hands a delayed leave over to the auth service: `POST {service}/delegate_delayed_leave` with the call, the
+ * member, a fresh OpenID token and the delayed event (lk-jwt-service after v0.5.0). Retries like the token
+ * request. Throws SFUConfigError, InsecureTransportError or TypeError.
+ */
+export async function delegateDelayedLeave(
+  openIdToken: OpenIDToken,
+  membership: CallMembershipIdentityParts,
+  serviceUrl: string,
+  roomId: string,
+  delayedLeave: DelayedLeaveOptions,
+  options: Omit<SFUConfigRequestOptions, "forceJwtEndpoint" | "delayedLeave"> = {},
+): Promise<void> {
+  const signal = options.signal ?? new AbortController().signal;
+  const logger = options.logger ?? silentLogger;
+  const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
+  const url =
+    checkServiceUrl(serviceUrl, options.allowInsecureTransport).href.replace(/\/+$/, "") + "/delegate_delayed_leave";
+  const body = {
+    room_id: roomId,
+    slot_id: CALL_SLOT_ID,
+    openid_token: openIdToken,
+    member: memberOf(membership),
+    ...delayFields(delayedLeave),
+  };
+  const secrets = [openIdToken.access_token, delayedLeave.delayId];
+  await withRetry("Delayed leave delegation", () => postJson(fetchFn, url, body, signal, secrets, true), {
+    retry: options.retry,
+    signal,
+    logger,
+    deadline: options.deadline,
+  });
 }

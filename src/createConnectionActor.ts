@@ -28,6 +28,7 @@ export function newConnectionActor(
       existingSFUConfig: checked.existingSFUConfig,
       reconnect: checked.reconnect,
       jwtMarginMs: checked.jwtMarginMs,
+      delayedLeave: checked.delayedLeave,
     },
     inspect: guardInspect(options.inspect, logger),
     // Only when given: xstate takes `clock: undefined` for a clock, not for its default.

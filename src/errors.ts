@@ -5,6 +5,7 @@ import { scrubSecrets } from "./secret";
 /** Machine-readable error codes, the same strings Element Call uses. */
 export enum ErrorCode {
   OPEN_ID_ERROR = "OPEN_ID_ERROR",
+  NO_MATRIX_2_AUTHORIZATION_SERVICE = "NO_MATRIX_2_0_AUTHORIZATION_SERVICE",
   INSUFFICIENT_CAPACITY_ERROR = "INSUFFICIENT_CAPACITY_ERROR",
   CONNECTION_LOST_ERROR = "CONNECTION_LOST_ERROR",
   SFU_ERROR = "SFU_ERROR",
@@ -45,6 +46,23 @@ export class FailToGetOpenIdToken extends CallError {
       ErrorCode.OPEN_ID_ERROR,
       ErrorCategory.CONFIGURATION_ISSUE,
       "Could not get permission to join the call from the homeserver and the call's authorisation service.",
+      cause,
+    );
+  }
+}
+
+/**
+ * The auth service has no MatrixRTC 2.0 endpoint (`/get_token`) although it was required (`forceJwtEndpoint:
+ * "matrix_2_0"`): it is out of date. `cause` is the failure of `/get_token`.
+ */
+export class NoMatrix2AuthorizationService extends CallError {
+  override readonly name = "NoMatrix2AuthorizationService";
+  constructor(cause: unknown) {
+    super(
+      "Something went wrong",
+      ErrorCode.NO_MATRIX_2_AUTHORIZATION_SERVICE,
+      ErrorCategory.CONFIGURATION_ISSUE,
+      "The authorization service for your media server (SFU) is out of date.",
       cause,
     );
   }

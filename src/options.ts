@@ -6,6 +6,7 @@ import type { InspectionEvent } from "xstate";
 import {
   DEFAULT_JWT_MARGIN_MS,
   DEFAULT_RECONNECT_POLICY,
+  type DelayedLeave,
   type ReconnectPolicy,
   type SFUCredentials,
 } from "../machines/connection.machine";
@@ -14,7 +15,7 @@ import { DEFAULT_RETRY, MAX_TIMER_MS } from "./retry";
 import { Secret } from "./secret";
 import { checkSFUConfig } from "./sfuConfig";
 import { checkTransportUrl } from "./transportUrl";
-import type { ConnectionActorOptions, LivekitRoomLike, Logger } from "./types";
+import type { ConnectionActorOptions, JwtEndpointVersion, LivekitRoomLike, Logger } from "./types";
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null;
 
@@ -56,6 +57,28 @@ function checkRetry(value: unknown): ConnectionDeps["retry"] {
     maxAttempts: (maxAttempts as number | undefined) ?? DEFAULT_RETRY.maxAttempts,
     initialDelayMs: optionalDelay(retry.initialDelayMs, "retry.initialDelayMs") ?? DEFAULT_RETRY.initialDelayMs,
   };
+}
+
+function checkJwtEndpoint(value: unknown): JwtEndpointVersion | undefined {
+  if (value !== undefined && value !== "legacy" && value !== "matrix_2_0") {
+    throw new TypeError(`forceJwtEndpoint must be "legacy" or "matrix_2_0", not ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+/** The delayed leave, checked, inside a Secret (its id is a capability). */
+export function checkDelayedLeave(value: unknown): Secret<DelayedLeave> | undefined {
+  if (value == null) return undefined;
+  const d = optionalObject(value, "delayedLeave")!;
+  requireString(d.delayId, "delayedLeave.delayId");
+  const delayTimeoutMs = optionalDelay(d.delayTimeoutMs, "delayedLeave.delayTimeoutMs");
+  if (delayTimeoutMs === undefined) throw new TypeError("delayedLeave.delayTimeoutMs is required");
+  if (d.csApiUrl !== undefined) requireString(d.csApiUrl, "delayedLeave.csApiUrl");
+  return new Secret({
+    delayId: d.delayId as string,
+    delayTimeoutMs,
+    ...(d.csApiUrl !== undefined && { csApiUrl: d.csApiUrl as string }),
+  });
 }
 
 function checkReconnect(value: unknown): ReconnectPolicy | false {
@@ -101,6 +124,7 @@ export interface CheckedOptions {
   existingSFUConfig: SFUCredentials | undefined;
   reconnect: ReconnectPolicy | false;
   jwtMarginMs: number;
+  delayedLeave: Secret<DelayedLeave> | undefined;
   deps: Omit<ConnectionDeps, "room" | "logger">;
 }
 
@@ -138,6 +162,7 @@ export function checkConnectionOptions(o: Omit<ConnectionActorOptions, "room">):
   return {
     existingSFUConfig,
     reconnect: checkReconnect(o.reconnect),
+    delayedLeave: checkDelayedLeave(o.delayedLeave),
     jwtMarginMs: optionalDelay(o.jwtMarginMs, "jwtMarginMs") ?? DEFAULT_JWT_MARGIN_MS,
     deps: {
       client: o.client,
@@ -146,6 +171,7 @@ export function checkConnectionOptions(o: Omit<ConnectionActorOptions, "room">):
       ownMembershipIdentity: o.ownMembershipIdentity,
       fetch: o.fetch,
       retry: checkRetry(o.retry),
+      forceJwtEndpoint: checkJwtEndpoint(o.forceJwtEndpoint),
       timeouts: checkTimeouts(o.timeouts),
       allowInsecureTransport,
     },

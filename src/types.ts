@@ -1,6 +1,6 @@
 import type { ConnectionState, DisconnectReason, RemoteParticipant, RoomEvent } from "livekit-client";
 import type { ActorOptions, AnyActorLogic, InspectionEvent, Observer } from "xstate";
-import type { ConnectionMachine, OpenIDToken } from "../machines/connection.machine";
+import type { ConnectionMachine, DelayedLeave, OpenIDToken } from "../machines/connection.machine";
 
 export type { OpenIDToken };
 
@@ -34,6 +34,11 @@ export interface SFUConfig {
   /** The LiveKit participant identity (`sub` in the JWT). */
   livekitIdentity: string;
   /**
+   * Whether the auth service took the delayed leave over with this token request (only when one was sent with
+   * it: `true`, or `false` when an older service refused the delay fields with 400 M_BAD_JSON).
+   */
+  delayedLeaveDelegated?: boolean;
+  /**
    * When the JWT expires, in ms since the epoch (`exp` in the JWT), if it says. Read from the JWT: a value given
    * here is not used.
    */
@@ -52,6 +57,16 @@ export interface ReconnectOptions {
   /** The longest wait between two attempts. Default 30 000 ms. */
   maxDelayMs?: number;
 }
+
+/**
+ * Which of the auth service's endpoints to use (Element Call's `JwtEndpointVersion`): unset, `/get_token`
+ * falling back to the legacy `/sfu/get`; `"matrix_2_0"`, `/get_token` only (its failure is a
+ * NoMatrix2AuthorizationService); `"legacy"`, `/sfu/get` only.
+ */
+export type JwtEndpointVersion = "legacy" | "matrix_2_0";
+
+/** A delayed leave for the auth service to take over (the chart's `DelayedLeave`). */
+export type DelayedLeaveOptions = DelayedLeave;
 
 /** Retries of the OpenID and SFU-config requests, like matrix-js-sdk's `calculateRetryBackoff`. */
 export interface RetryOptions {
@@ -118,6 +133,15 @@ export interface ConnectionActorOptions {
   ownMembershipIdentity: CallMembershipIdentityParts;
   /** An SFU config fetched already: START then connects at once (unless its JWT has expired). */
   existingSFUConfig?: SFUConfig;
+  /** Use only one of the auth service's endpoints (see JwtEndpointVersion). */
+  forceJwtEndpoint?: JwtEndpointVersion;
+  /**
+   * A delayed leave for the auth service to take over (see DelayedLeaveOptions): its fields go with the token
+   * request, and once connected, unless that request already did it, `POST /delegate_delayed_leave`. A failure
+   * never fails the call; it shows in the snapshot and the log. `Connection.updateDelayedLeave` hands over a new
+   * one.
+   */
+  delayedLeave?: DelayedLeaveOptions;
   /** Reconnect after a lost connection; `false`: never (as Element Call). Default: on, with the defaults above. */
   reconnect?: ReconnectOptions | false;
   /**

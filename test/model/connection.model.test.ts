@@ -18,6 +18,7 @@ import { createTestModel, getStateNodes } from "xstate/graph";
 import {
   ConnectionLostError,
   ConnectionState,
+  NoMatrix2AuthorizationService,
   FailToGetOpenIdToken,
   InsufficientCapacityError,
   LivekitConnectionError,
@@ -57,20 +58,24 @@ let h: Harness | undefined;
 let disposeConnection: AbortController | undefined;
 /** The clock of the chart's delays: a reconnect wait ends when the model says so. */
 let clock: SimulatedClock;
+/** The created connection's forceJwtEndpoint. */
+let forcing: "matrix_2_0" | undefined;
 
 /** The auth service's answer in the model: a JWT within the reuse margin (60 s), so that each run fetches again. */
 const shortLivedSFUConfig = (_: unknown, res: ServerResponse): void =>
   sendJson(res, 200, { url: SFU_URL, jwt: makeLivekitJwt({ expiresInS: 30 }) });
 
-function create(existing?: "valid" | "expired"): void {
+function create(existing?: "valid" | "expired", forceJwtEndpoint?: "matrix_2_0"): void {
   disposeConnection = new AbortController();
   clock = new SimulatedClock();
+  forcing = forceJwtEndpoint;
   h = makeConnection(server, {
     signal: disposeConnection.signal,
     retry: { maxAttempts: 1, initialDelayMs: 1 },
     timeouts: { openIdTokenMs: PHASE_TIMEOUT_MS, sfuConfigMs: PHASE_TIMEOUT_MS, disconnectMs: STEP_TIMEOUT_MS },
     reconnect: RECONNECT,
     clock,
+    forceJwtEndpoint,
     inspect: record,
     existingSFUConfig: existing && {
       url: "wss://sfu.example.org",
@@ -257,6 +262,17 @@ const expectations: Record<Exclude<ModelState, "Fresh">, Expectation> = {
   X_StoppingThenStart: stopping("ThenStart"),
   X_Stopped: { value: "Stopped", state$: ConnectionState.Stopped },
   X_Failed_LivekitError: failed("LivekitError", LivekitConnectionError),
+  M_Initialized: { value: "Initialized", state$: ConnectionState.Initialized },
+  M_RequestingOpenIdToken: requestingOpenIdToken,
+  M_RequestingSFUConfig: requestingSFUConfig,
+  Failed_NoMatrix2AuthorizationService: {
+    ...failed("NoMatrix2AuthorizationService", NoMatrix2AuthorizationService),
+    // /get_token's failure is the cause, and the legacy endpoint was never asked
+    check: ({ connection, server }) => {
+      expect((connection.state$.value as Error).cause).toMatchObject({ name: "SFUConfigError", httpStatus: 401 });
+      expect(server.to(SFU_GET_PATH)).toEqual([]);
+    },
+  },
 };
 
 function expectState(model: ModelState): void {
@@ -301,6 +317,7 @@ const executors: Record<ModelEvent, () => void | Promise<void>> = {
   CREATE: () => create(),
   CREATE_WITH_EXPIRED_SFU_CONFIG: () => create("expired"),
   CREATE_WITH_SFU_CONFIG: () => create("valid"),
+  CREATE_FORCING_MATRIX_2_0: () => create(undefined, "matrix_2_0"),
   START: () =>
     void sut()
       .connection.start()
@@ -321,7 +338,8 @@ const executors: Record<ModelEvent, () => void | Promise<void>> = {
   SFU_CONFIG_OK: () => held.getToken.answerNext(shortLivedSFUConfig),
   SFU_CONFIG_FAIL: async () => {
     await held.getToken.answerNext(answer.status(401, "M_UNAUTHORIZED"));
-    await held.sfuGet.answerNext(answer.status(401, "M_UNAUTHORIZED"));
+    // (with /get_token required, /sfu/get is never asked)
+    if (forcing !== "matrix_2_0") await held.sfuGet.answerNext(answer.status(401, "M_UNAUTHORIZED"));
   },
   SFU_CONFIG_TIMEOUT: () => {},
   ROOM_CONNECTING: () => sut().room.beginConnecting(),

@@ -7,7 +7,8 @@
  * A connection is created without an SFU config, with an `existingSFUConfig` whose JWT has expired (both fetch
  * one; the auth service's JWTs expire within the reuse margin, so every run fetches again), or with one valid for
  * an hour (`X_`: every run reuses it). Connections reconnect under a policy of two attempts: `R_` states are the
- * first reconnect attempt's run, `R2_` the second's (the last).
+ * first reconnect attempt's run, `R2_` the second's (the last). `M_` states are those of a connection that
+ * requires the auth service's MatrixRTC 2.0 endpoint.
  */
 import { createMachine } from "xstate";
 
@@ -29,6 +30,7 @@ const states = {
       CREATE: "Initialized",
       CREATE_WITH_EXPIRED_SFU_CONFIG: "Initialized",
       CREATE_WITH_SFU_CONFIG: "X_Initialized",
+      CREATE_FORCING_MATRIX_2_0: "M_Initialized",
     },
   },
 
@@ -213,6 +215,18 @@ const states = {
   X_Failed_LivekitError: {
     on: xStartAgain,
   },
+
+  // ---- a connection that requires the auth service's /get_token (forceJwtEndpoint: "matrix_2_0") ----
+  M_Initialized: {
+    on: { START: "M_RequestingOpenIdToken" },
+  },
+  M_RequestingOpenIdToken: {
+    on: { OPENID_OK: "M_RequestingSFUConfig" },
+  },
+  M_RequestingSFUConfig: {
+    on: { SFU_CONFIG_FAIL: "Failed_NoMatrix2AuthorizationService", SFU_CONFIG_OK: "LkDisconnected" },
+  },
+  Failed_NoMatrix2AuthorizationService: { on: { START: "M_RequestingOpenIdToken" } },
 } as const;
 
 export const connectionModel = createMachine({ id: "model", initial: "Fresh", states });
