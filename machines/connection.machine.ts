@@ -51,8 +51,11 @@ export interface SFUCredentials {
   livekitIdentity: string;
   /** When the JWT expires (its `exp`, in ms since the epoch); undefined for a JWT without `exp`. */
   expiresAt: number | undefined;
-  /** Whether the token request that issued it took the delayed leave over (with its delay fields). */
-  delayedLeaveDelegated?: boolean;
+  /**
+   * Whether the auth service accepted the delayed leave's fields in the token request that issued it (which
+   * does not say it acts on them: lk-jwt-service v0.5.0 accepts and ignores them).
+   */
+  delayFieldsAccepted?: boolean;
 }
 
 /** When and how often a lost connection is made again. */
@@ -117,6 +120,8 @@ export interface ConnectionMachineContext {
   sfuConfig: SFUCredentials | undefined;
   /** Whether this run connects with a config from before it (given, or kept from an earlier run). */
   sfuConfigReused: boolean;
+  /** Why the last delegation of the delayed leave failed (the call is not affected). */
+  delegationError: unknown;
   /** Reconnect attempts made since the connection was lost; 0 when not reconnecting. */
   reconnectAttempts: number;
   /** Why LiveKit ended the last live connection (a `DisconnectReason` name), if it said. */
@@ -137,7 +142,14 @@ export type RoomConnectionState = "disconnected" | "connecting" | "connected" | 
 export type RoomEvent =
   { type: `room.${Exclude<RoomConnectionState, "disconnected">}` } | { type: "room.disconnected"; reason?: string };
 
-export type ConnectionMachineEvent = { type: "START" } | { type: "STOP" } | { type: "DISPOSE" } | RoomEvent;
+/** The app hands over a new delayed leave (or none): it is delegated again, without reconnecting. */
+export type DelayedLeaveChangedEvent = {
+  type: "DELAYED_LEAVE_CHANGED";
+  delayedLeave: Sealed<DelayedLeave> | undefined;
+};
+
+export type ConnectionMachineEvent =
+  { type: "START" } | { type: "STOP" } | { type: "DISPOSE" } | DelayedLeaveChangedEvent | RoomEvent;
 
 /** The input of every invoked actor: the connection's dependencies. */
 export interface ActorInput {
@@ -148,6 +160,11 @@ export interface RequestSFUConfigInput extends ActorInput {
   openIdToken: Sealed<OpenIDToken>;
   /** Its fields go with the token request. */
   delayedLeave: Sealed<DelayedLeave> | undefined;
+}
+
+/** The input of `delegateDelayedLeave`. */
+export interface DelegateDelayedLeaveInput extends ActorInput {
+  delayedLeave: Sealed<DelayedLeave>;
 }
 
 /** The input of `connectRoom`: read the JWT with `reveal(input.jwt)`. */
@@ -181,6 +198,7 @@ export const connectionMachine = setup({
       watchRoom: "watchRoom";
       connectRoom: "connectRoom";
       disconnectRoom: "disconnectRoom";
+      delegateDelayedLeave: "delegateDelayedLeave";
     },
   },
   actors: {
@@ -190,6 +208,7 @@ export const connectionMachine = setup({
     watchRoom: fromCallback<EventObject, ActorInput>(() => {}),
     connectRoom: fromPromise<void, ConnectRoomInput>(async () => notProvided("connectRoom")),
     disconnectRoom: fromPromise<void, ActorInput>(async () => notProvided("disconnectRoom")),
+    delegateDelayedLeave: fromPromise<void, DelegateDelayedLeaveInput>(async () => notProvided("delegateDelayedLeave")),
   },
   actions: {
     reuseSFUConfig: assign({ sfuConfigReused: true }),
@@ -199,6 +218,13 @@ export const connectionMachine = setup({
       sfuConfigReused: false,
     }),
     forgetSFUConfig: assign({ sfuConfig: undefined, sfuConfigReused: false }),
+    /** The DELAYED_LEAVE_CHANGED event's delayed leave. */
+    storeDelayedLeave: assign({
+      delayedLeave: ({ context, event }) =>
+        event.type === "DELAYED_LEAVE_CHANGED" ? event.delayedLeave : context.delayedLeave,
+      delegationError: undefined,
+    }),
+    storeDelegationError: assign({ delegationError: ({ event }) => (event as { error?: unknown }).error }),
     forgetOpenIdToken: assign({ openIdToken: undefined }),
     /** The error of the `xstate.error.actor.*` event at hand (an event without one keeps the stored error). */
     storeError: assign({
@@ -235,6 +261,8 @@ export const connectionMachine = setup({
     reconnecting: ({ context }) => context.reconnectAttempts > 0,
     reconnectAttemptsSpent: ({ context }) =>
       context.reconnect === false || context.reconnectAttempts >= context.reconnect.maxAttempts,
+    noDelayedLeave: ({ context }) => context.delayedLeave === undefined,
+    roomConnected: stateIn("#connection.Livekit.room.connected"),
     restartRequested: stateIn("#connection.Stopping.ThenStart"),
     disposalRequested: stateIn("#connection.Stopping.ThenDispose"),
     /** Whether the failure in an `xstate.error.actor.*` event is the CallError subclass named in params. */
@@ -255,6 +283,10 @@ export const connectionMachine = setup({
   description:
     "One MatrixRTC connection: OpenID token from the homeserver, SFU config from the MatrixRTC auth service, then a LiveKit room connection.",
   initial: "Initialized",
+  on: {
+    // Kept for the next run; in Livekit, the delegation region takes it at once.
+    DELAYED_LEAVE_CHANGED: { actions: "storeDelayedLeave" },
+  },
   context: ({ input }) => ({
     deps: input.deps,
     reconnect: input.reconnect ?? DEFAULT_RECONNECT_POLICY,
@@ -263,6 +295,7 @@ export const connectionMachine = setup({
     openIdToken: undefined,
     sfuConfig: input.existingSFUConfig,
     sfuConfigReused: false,
+    delegationError: undefined,
     reconnectAttempts: 0,
     lostReason: undefined,
     error: undefined,
@@ -341,8 +374,8 @@ export const connectionMachine = setup({
     },
     Livekit: {
       description:
-        "Connecting to and connected with the LiveKit room. The substates mirror the room's ConnectionState; the connect's failure decides the error state.",
-      initial: "disconnected",
+        "Connecting to and connected with the LiveKit room: the room's ConnectionState, and beside it the delegation of the delayed leave. The connect's failure decides the error state.",
+      type: "parallel",
       invoke: [
         { id: "watchRoom", src: "watchRoom", input: ({ context }) => ({ deps: context.deps }) },
         {
@@ -380,55 +413,107 @@ export const connectionMachine = setup({
         DISPOSE: { target: "#connection.Stopping.ThenDispose" },
       },
       states: {
-        disconnected: {
-          description: "The connect has been asked for and has not begun yet.",
-          on: {
-            "room.connecting": { target: "connecting" },
-            "room.connected": { target: "connected" },
+        room: {
+          description: "The room's ConnectionState, as the room reports it.",
+          initial: "disconnected",
+          states: {
+            disconnected: {
+              description: "The connect has been asked for and has not begun yet.",
+              on: {
+                "room.connecting": { target: "connecting" },
+                "room.connected": { target: "connected" },
+              },
+            },
+            connecting: {
+              description:
+                "room.connect() is in flight. A 'disconnected' report here is ignored: the connect's own result decides what follows.",
+              on: {
+                "room.connected": { target: "connected" },
+              },
+            },
+            connected: {
+              description: "Joined the LiveKit room; media can flow.",
+              tags: "settled",
+              entry: "resetReconnectAttempts",
+              on: {
+                "room.reconnecting": { target: "reconnecting" },
+                "room.signalReconnecting": { target: "signalReconnecting" },
+                "room.disconnected": { target: "lost" },
+              },
+            },
+            reconnecting: {
+              description: "LiveKit is re-establishing the whole connection (signal and media).",
+              on: {
+                "room.connected": { target: "connected" },
+                // Seen against a killed SFU: a full reconnect whose attempts fail goes back to resuming the signal.
+                "room.signalReconnecting": { target: "signalReconnecting" },
+                "room.disconnected": { target: "lost" },
+              },
+            },
+            signalReconnecting: {
+              description: "LiveKit is resuming the signalling connection; media may still flow.",
+              on: {
+                "room.connected": { target: "connected" },
+                "room.reconnecting": { target: "reconnecting" },
+                "room.disconnected": { target: "lost" },
+              },
+            },
+            lost: {
+              description:
+                "A live connection dropped and LiveKit gave up reconnecting (shown as 'disconnected'). Under a reconnect policy, and unless LiveKit ended it on purpose (the app, the server, or another session with the same identity), the connection waits to reconnect; otherwise it stays here until START.",
+              tags: "settled",
+              entry: "storeLostReason",
+              always: { guard: "mayReconnect", target: "#connection.WaitingToReconnect" },
+              on: {
+                START: { target: "#connection.Starting" },
+              },
+            },
           },
         },
-        connecting: {
+        delayedLeave: {
           description:
-            "room.connect() is in flight. A 'disconnected' report here is ignored: the connect's own result decides what follows.",
+            "Beside the room: the delegation of the app's delayed leave event to the auth service, which then sends the leave when the SFU reports the participant gone. It never blocks or fails the call.",
+          initial: "Checking",
           on: {
-            "room.connected": { target: "connected" },
+            // (not reenter: that would re-enter the whole parallel state, the room region and its connect too)
+            DELAYED_LEAVE_CHANGED: { target: ".Checking", actions: "storeDelayedLeave" },
           },
-        },
-        connected: {
-          description: "Joined the LiveKit room; media can flow.",
-          tags: "settled",
-          entry: "resetReconnectAttempts",
-          on: {
-            "room.reconnecting": { target: "reconnecting" },
-            "room.signalReconnecting": { target: "signalReconnecting" },
-            "room.disconnected": { target: "lost" },
-          },
-        },
-        reconnecting: {
-          description: "LiveKit is re-establishing the whole connection (signal and media).",
-          on: {
-            "room.connected": { target: "connected" },
-            // Seen against a killed SFU: a full reconnect whose attempts fail goes back to resuming the signal.
-            "room.signalReconnecting": { target: "signalReconnecting" },
-            "room.disconnected": { target: "lost" },
-          },
-        },
-        signalReconnecting: {
-          description: "LiveKit is resuming the signalling connection; media may still flow.",
-          on: {
-            "room.connected": { target: "connected" },
-            "room.reconnecting": { target: "reconnecting" },
-            "room.disconnected": { target: "lost" },
-          },
-        },
-        lost: {
-          description:
-            "A live connection dropped and LiveKit gave up reconnecting (shown as 'disconnected'). Under a reconnect policy, and unless LiveKit ended it on purpose (the app, the server, or another session with the same identity), the connection waits to reconnect; otherwise it stays here until START.",
-          tags: "settled",
-          entry: "storeLostReason",
-          always: { guard: "mayReconnect", target: "#connection.WaitingToReconnect" },
-          on: {
-            START: { target: "#connection.Starting" },
+          states: {
+            Checking: {
+              description:
+                "Whether there is a delayed leave to delegate, and whether the room is connected. (The token request carried it too, but an auth service may accept those fields and ignore them: only /delegate_delayed_leave says it was taken.)",
+              always: [
+                { guard: "noDelayedLeave", target: "NotRequested" },
+                { guard: "roomConnected", target: "Delegating" },
+                { target: "WaitingForConnection" },
+              ],
+            },
+            NotRequested: {
+              description: "The app has handed over no delayed leave.",
+            },
+            WaitingForConnection: {
+              description: "The auth service delegates for a participant on the SFU: waiting for the room to connect.",
+              on: {
+                "room.connected": { target: "Delegating" },
+              },
+            },
+            Delegating: {
+              description: "POST /delegate_delayed_leave, with a fresh OpenID token, within the SFU-config time limit.",
+              invoke: {
+                id: "delegateDelayedLeave",
+                src: "delegateDelayedLeave",
+                input: ({ context }) => ({ deps: context.deps, delayedLeave: context.delayedLeave! }),
+                onDone: { target: "Delegated" },
+                onError: { target: "Failed", actions: "storeDelegationError" },
+              },
+            },
+            Delegated: {
+              description: "The auth service has taken the delayed leave over.",
+            },
+            Failed: {
+              description:
+                "The delegation failed (`context.delegationError`, and the log): the app keeps the delayed leave alive itself.",
+            },
           },
         },
       },

@@ -1,7 +1,9 @@
 /**
  * Pure, deterministic generators of diagrams for the connection machine: a Mermaid `stateDiagram-v2` source and a
  * Graphviz DOT source, both made from its state nodes, walked once with `xstate/graph`'s `getStateNodes` (no I/O,
- * no clock). What the machine does not use (parallel and history states, guard combinators) is not drawn.
+ * no clock). A parallel state is a box whose regions are dashed boxes side by side (Mermaid: separated by `--`);
+ * the root's own transitions are listed under the title. What the machine does not use (history states) is not
+ * drawn.
  *
  * Conventions shared by both outputs:
  * - States and compound states are emitted in definition order; a state's transitions are ordered by event type
@@ -65,7 +67,8 @@ const compareStrings = (a: string, b: string): number => (a < b ? -1 : a > b ? 1
 
 const childrenOf = (node: DiagramStateNode): DiagramStateNode[] => Object.values(node.states);
 
-const isCompound = (node: DiagramStateNode): boolean => node.type === "compound";
+/** A state drawn as a box around its children: compound, or parallel (its children are its regions). */
+const isCompound = (node: DiagramStateNode): boolean => node.type === "compound" || node.type === "parallel";
 
 /** The initial child of a compound state, if any. */
 const initialChild = (node: DiagramStateNode): DiagramStateNode | undefined => node.initial?.target[0];
@@ -120,6 +123,21 @@ export function actionLabel(action: unknown): string {
     if (typeof action === "function" && typeof name === "string" && name !== "") return name;
   }
   return "inline";
+}
+
+/**
+ * The machine's own transitions (on the root: taken in every state that does not handle the event itself), as
+ * text: `EVENT / actions` or `EVENT → target`. They are written once, under the title, not as edges.
+ */
+export function rootTransitionTexts(machine: DiagramMachine): string[] {
+  return [...machine.root.transitions.entries()].flatMap(([eventType, candidates]) =>
+    candidates.map((t) => {
+      const guard = guardLabel(t.guard);
+      const actions = (t.actions ?? []).map(actionLabel);
+      const target = t.target && t.target.length > 0 ? ` → ${t.target.map((n) => n.id).join(", ")}` : "";
+      return `${shortEventLabel(eventType)}${guard ? ` [${guard}]` : ""}${target}${actions.length ? ` / ${actions.join(", ")}` : ""}`;
+    }),
+  );
 }
 
 /** Every drawn edge, state by state (definition order), events sorted, candidates in priority order. */
@@ -191,13 +209,16 @@ export function toMermaid(machine: DiagramMachine, options: MermaidOptions = {})
   const lines: string[] = ["---", `title: ${mermaidText(root.id)}`, "---", "stateDiagram-v2"];
   if (options.direction && options.direction !== "TB") lines.push(`  direction ${options.direction}`);
   if (root.description && descriptions !== "none") lines.push(`  %% ${mermaidComment(root.description)}`);
+  for (const text of rootTransitionTexts(machine)) lines.push(`  %% in every state: ${mermaidComment(text)}`);
 
   const notes: string[] = [];
   const writeBlock = (node: DiagramStateNode, indent: string): void => {
     const children = childrenOf(node);
     const initial = initialChild(node);
     if (initial) lines.push(`${indent}[*] --> ${mermaidId(initial)}`);
-    for (const child of children) {
+    for (const [i, child] of children.entries()) {
+      // The regions of a parallel state, side by side.
+      if (node.type === "parallel" && i > 0) lines.push(`${indent}--`);
       if (child.description && descriptions === "comments")
         lines.push(`${indent}%% ${mermaidComment(child.description)}`);
       if (child.description && descriptions === "notes") {
@@ -264,6 +285,9 @@ export function toDot(machine: DiagramMachine, options: DotOptions = {}): string
   if (root.description) {
     for (const line of wrapWords(root.description, 90)) title.push(`<FONT POINT-SIZE="10">${html(line)}</FONT>`);
   }
+  for (const text of rootTransitionTexts(machine)) {
+    title.push(`<FONT POINT-SIZE="10"><I>in every state:</I> ${html(text)}</FONT>`);
+  }
   lines.push(
     `digraph ${q(root.id)} {`,
     `  graph [rankdir=${options.rankdir ?? "LR"}, compound=true, newrank=true, fontname=${q(FONT)}, fontsize=16, ` +
@@ -295,7 +319,9 @@ export function toDot(machine: DiagramMachine, options: DotOptions = {}): string
         const inner = `${indent}  `;
         lines.push(
           `${inner}label=<<B>${html(child.key)}</B>>; tooltip=${q(tooltip)}; fontsize=13; labeljust=l; margin=12;`,
-          `${inner}style="rounded,filled"; fillcolor="#f8f9fb"; color="#7a8699";`,
+          child.parent?.type === "parallel"
+            ? `${inner}style="rounded,dashed"; color="#7a8699";` // a region: beside its siblings
+            : `${inner}style="rounded,filled"; fillcolor="#f8f9fb"; color="#7a8699";`,
         );
         writeBlock(child, inner);
         lines.push(`${indent}}`);

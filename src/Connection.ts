@@ -6,8 +6,14 @@ import { ConnectionState, connectionStateOf } from "./connectionState";
 import { newConnectionActor, stateLogger } from "./createConnectionActor";
 import { toCallError, type CallError } from "./errors";
 import { silentLogger } from "./logger";
-import { checkConnectionOptions, checkLogger, childLogger } from "./options";
-import type { ConnectionActorOptions, LivekitRoomLike, LivekitTransportConfig, Logger } from "./types";
+import { checkConnectionOptions, checkDelayedLeave, checkLogger, childLogger } from "./options";
+import type {
+  ConnectionActorOptions,
+  DelayedLeaveOptions,
+  LivekitRoomLike,
+  LivekitTransportConfig,
+  Logger,
+} from "./types";
 
 /** An observable that always has a current value, like Element Call's `Behavior`. */
 export type Behavior<T> = Observable<T> & { readonly value: T };
@@ -154,6 +160,17 @@ export class Connection<R extends LivekitRoomLike = Room> {
     const outcome = await this.until((s) => s.hasTag("settled"));
     if (outcome.status === "error") throw toCallError(outcome.error);
     if (outcome.matches("Failed")) throw connectionStateOf(outcome);
+  }
+
+  /**
+   * Hands a new delayed leave (or, with undefined, none) to the connection: while it is in the room it is
+   * delegated to the auth service at once, without reconnecting; otherwise the next run takes it. Throws a
+   * TypeError for a malformed one.
+   */
+  updateDelayedLeave(delayedLeave: DelayedLeaveOptions | undefined): void {
+    const sealed = checkDelayedLeave(delayedLeave);
+    if (this.actor.getSnapshot().status !== "active") return;
+    this.actor.send({ type: "DELAYED_LEAVE_CHANGED", delayedLeave: sealed });
   }
 
   /**

@@ -3,6 +3,7 @@ import { fromCallback, fromPromise, type EventObject } from "xstate";
 import type {
   ActorInput,
   ConnectRoomInput,
+  DelegateDelayedLeaveInput,
   OpenIDToken,
   RequestSFUConfigInput,
   RoomConnectionState,
@@ -13,7 +14,7 @@ import { FailToGetOpenIdToken, InsufficientCapacityError, mapConnectError } from
 import { abortable, describe, withOwnSignal } from "./retry";
 import { Secret, reveal, scrubSecrets } from "./secret";
 import { VALIDATE_TIMEOUT_MS, isUnexplainedWebSocketFailure, validateStatus } from "./sfuValidate";
-import { checkServiceUrl, requestSFUConfig, sfuConfigFailure } from "./authService";
+import { checkServiceUrl, delegateDelayedLeave, requestSFUConfig, sfuConfigFailure } from "./authService";
 import { requestOpenIdToken } from "./openId";
 import type { ConnectionActorOptions, TimeoutOptions } from "./types";
 
@@ -137,7 +138,7 @@ export const connectionActors = {
         ...config,
         jwt: new Secret(config.jwt),
         expiresAt: config.expiresAt,
-        delayedLeaveDelegated: config.delayedLeaveDelegated,
+        delayFieldsAccepted: config.delayFieldsAccepted,
       };
     } catch (e) {
       throw sfuConfigFailure(e, deps.forceJwtEndpoint);
@@ -180,6 +181,29 @@ export const connectionActors = {
       room.off(LivekitRoomEvent.ConnectionStateChanged, onState);
       room.off(LivekitRoomEvent.Disconnected, onDisconnected);
     };
+  }),
+
+  delegateDelayedLeave: fromPromise<void, DelegateDelayedLeaveInput>(async ({ input, signal }) => {
+    const deps = connectionDepsOf(input);
+    const { logger, timeouts } = deps;
+    try {
+      await withinTime(signal, timeouts.sfuConfigMs, "The delayed leave's delegation", async (s, deadline) => {
+        const options = { fetch: deps.fetch, retry: deps.retry, signal: s, logger, deadline };
+        const token = await requestOpenIdToken(deps.client, options);
+        await delegateDelayedLeave(
+          token,
+          deps.ownMembershipIdentity,
+          deps.transport.livekit_service_url,
+          deps.roomId,
+          reveal(input.delayedLeave),
+          { ...options, allowInsecureTransport: deps.allowInsecureTransport },
+        );
+      });
+      logger.info("the auth service has taken the delayed leave over");
+    } catch (e) {
+      if (!signal.aborted) logger.warn(`the delayed leave's delegation failed; the call goes on: ${describe(e)}`);
+      throw e;
+    }
   }),
 
   disconnectRoom: fromPromise<void, ActorInput>(async ({ input, signal }) => {

@@ -75,9 +75,13 @@ function delayFields(d: DelayedLeaveOptions): Record<string, unknown> {
   };
 }
 
-/** An older auth service refuses fields it does not know with 400 M_BAD_JSON. */
+/**
+ * An older auth service refuses fields it does not know: 400 M_BAD_JSON from `/sfu/get` (what Element Call
+ * looks for), 400 M_NOT_JSON from the `/get_token` of lk-jwt-service v0.4 (our body is JSON: only the fields
+ * can be what it could not read).
+ */
 const refusesUnknownFields = (e: unknown): boolean =>
-  e instanceof SFUConfigError && e.httpStatus === 400 && e.errcode === "M_BAD_JSON";
+  e instanceof SFUConfigError && e.httpStatus === 400 && (e.errcode === "M_BAD_JSON" || e.errcode === "M_NOT_JSON");
 
 /** The `member` of lk-jwt-service's requests. */
 const memberOf = (m: CallMembershipIdentityParts) => ({
@@ -222,8 +226,8 @@ async function postJsonWith(
  * Trades an OpenID token for the SFU config at a MatrixRTC auth service (lk-jwt-service): `POST /get_token`,
  * and, if that fails in any way, the legacy `POST /sfu/get` (`forceJwtEndpoint` keeps to one of them). Once
  * `/get_token` answered 404 or 405 later attempts go straight to `/sfu/get`. With `delayedLeave` its fields go
- * in the request, and are left out of a second one if the service refuses them with 400 M_BAD_JSON (the
- * answer's `delayedLeaveDelegated` says which). Redirects are refused. Throws SFUConfigError,
+ * in the request, and are left out of a second one if the service refuses them with 400 M_BAD_JSON or M_NOT_JSON (the
+ * answer's `delayFieldsAccepted` says which). Redirects are refused. Throws SFUConfigError,
  * InsecureTransportError or TypeError.
  */
 export async function requestSFUConfig(
@@ -263,7 +267,7 @@ export async function requestSFUConfig(
       answer = await post(false);
     }
     const config = checkSFUConfig(answer, `the answer of ${path}`, options.allowInsecureTransport ?? false);
-    return delayed ? { ...config, delayedLeaveDelegated: !delayFieldsRefused } : config;
+    return delayed ? { ...config, delayFieldsAccepted: !delayFieldsRefused } : config;
   };
   const viaGetToken = (): Promise<SFUConfig> =>
     ask("/get_token", {

@@ -43,5 +43,5 @@ export function connectionStateOf(snapshot: SnapshotFrom<ConnectionMachine>): Co
     const error = snapshot.context.error;
     return value.Failed === "ConnectionLost" ? toConnectionLostError(error) : toCallError(error);
   }
-  return "Livekit" in value ? shown[value.Livekit as string] : shown[Object.keys(value)[0]!];
+  return "Livekit" in value ? shown[value.Livekit.room!] : shown[Object.keys(value)[0]!];
 }

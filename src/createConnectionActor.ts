@@ -38,10 +38,11 @@ export function newConnectionActor(
 
 type Snapshot = SnapshotFrom<ConnectionMachine>;
 
+/** `Livekit.{room.connected, delayedLeave.Delegated}` for the parallel state, `Failed.OpenIdError` and so on. */
 function stateName(value: StateValue): string {
   if (typeof value === "string") return value;
-  const [key, sub] = Object.entries(value)[0]!;
-  return sub === undefined ? key : `${key}.${stateName(sub)}`;
+  const parts = Object.entries(value).map(([key, sub]) => (sub === undefined ? key : `${key}.${stateName(sub)}`));
+  return parts.length === 1 ? parts[0]! : `{${parts.join(", ")}}`;
 }
 
 /**

@@ -71,12 +71,21 @@ export function checkDelayedLeave(value: unknown): Secret<DelayedLeave> | undefi
   if (value == null) return undefined;
   const d = optionalObject(value, "delayedLeave")!;
   requireString(d.delayId, "delayedLeave.delayId");
-  const delayTimeoutMs = optionalDelay(d.delayTimeoutMs, "delayedLeave.delayTimeoutMs");
-  if (delayTimeoutMs === undefined) throw new TypeError("delayedLeave.delayTimeoutMs is required");
+  const delayTimeoutMs = d.delayTimeoutMs;
+  // lk-jwt-service reads it as a whole number above 0 (a fraction is unreadable JSON to it, 0 a bad request).
+  if (
+    !Number.isInteger(delayTimeoutMs) ||
+    (delayTimeoutMs as number) < 1 ||
+    (delayTimeoutMs as number) > MAX_TIMER_MS
+  ) {
+    throw new TypeError(
+      `delayedLeave.delayTimeoutMs must be a whole number of milliseconds from 1 to ${MAX_TIMER_MS}, not ${String(delayTimeoutMs)}`,
+    );
+  }
   if (d.csApiUrl !== undefined) requireString(d.csApiUrl, "delayedLeave.csApiUrl");
   return new Secret({
     delayId: d.delayId as string,
-    delayTimeoutMs,
+    delayTimeoutMs: delayTimeoutMs as number,
     ...(d.csApiUrl !== undefined && { csApiUrl: d.csApiUrl as string }),
   });
 }

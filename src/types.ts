@@ -34,10 +34,11 @@ export interface SFUConfig {
   /** The LiveKit participant identity (`sub` in the JWT). */
   livekitIdentity: string;
   /**
-   * Whether the auth service took the delayed leave over with this token request (only when one was sent with
-   * it: `true`, or `false` when an older service refused the delay fields with 400 M_BAD_JSON).
+   * Whether the auth service accepted the delayed leave's fields in this token request (only when some were
+   * sent: `false` when an older service refused them). Accepted is not delegated: lk-jwt-service v0.5.0 accepts
+   * and ignores them, which is why the connection delegates with `/delegate_delayed_leave` once connected.
    */
-  delayedLeaveDelegated?: boolean;
+  delayFieldsAccepted?: boolean;
   /**
    * When the JWT expires, in ms since the epoch (`exp` in the JWT), if it says. Read from the JWT: a value given
    * here is not used.

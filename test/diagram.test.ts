@@ -81,8 +81,21 @@ describe("state machine diagram (docs/connection-machine.*)", () => {
   it("marks the initial state of the machine and of every compound state", () => {
     expect(mermaid).toMatch(/^ {2}\[\*\] --> connection\.Initialized$/m);
     expect(mermaid).toMatch(/^ {4}\[\*\] --> connection\.FetchingConfig\.RequestingOpenIdToken$/m);
-    expect(mermaid).toMatch(/^ {4}\[\*\] --> connection\.Livekit\.disconnected$/m);
+    expect(mermaid).toMatch(/^ {6}\[\*\] --> connection\.Livekit\.room\.disconnected$/m);
+    expect(mermaid).toMatch(/^ {6}\[\*\] --> connection\.Livekit\.delayedLeave\.Checking$/m);
     expect(mermaid).toMatch(/^ {4}\[\*\] --> connection\.Failed\.Unknown$/m);
+  });
+
+  it("draws the regions of the parallel Livekit state side by side, and lists the machine's own transitions", () => {
+    expect(mermaid).toMatch(
+      /^ {4}state "room" as connection\.Livekit\.room \{$[\s\S]*^ {4}--$\n^ {4}(%%.*\n {4})?state "delayedLeave" as connection\.Livekit\.delayedLeave \{$/m,
+    );
+    for (const [eventType, ts] of machine.root.transitions) {
+      for (const t of ts) {
+        const actions = t.actions.map((a) => (typeof a === "string" ? a : (a as { type: string }).type)).join(", ");
+        expect(mermaid).toContain(`%% in every state: ${eventType} / ${actions}`);
+      }
+    }
   });
 
   it("draws every transition (source, event, target) as an edge, with its guard", () => {

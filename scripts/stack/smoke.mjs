@@ -7,7 +7,10 @@
 // (/get_token and legacy /sfu/get) -> LiveKit /rtc/validate and the /rtc signalling WebSocket,
 // plus the restricted / room-full / track-limited variants and invalid requests.
 // Prints status codes and decoded JWT payloads (never raw JWTs or access tokens).
-// Each check has the expectation from shared/reference/backend.md; mismatches are reported as FAIL.
+// Each check has the expectation from shared/reference/backend.md, and for the jwt services from lk-jwt-service's
+// source (a375b13 for today's protocol, v0.4.3 / v0.3.0 for the `old` / `legacy` variants); mismatches are FAIL.
+// The delegation checks use real MSC4140 delayed events on Synapse and real LiveKit webhooks (a signalling-only
+// participant joins and drops off); webhooks smoke signs itself test the signature check and participant_left.
 // Exit code 0 iff every check matched.
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -256,6 +259,458 @@ function showJwt(label, jwt) {
   return payload;
 }
 
+// ---- MSC4140 delayed events (Synapse) and LiveKit webhooks, for the delegation checks
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const authed = (user) => ({ authorization: `Bearer ${user.access_token}` });
+
+async function createRoom(user) {
+  const r = await postJson(`${HS}/_matrix/client/v3/createRoom`, {}, authed(user));
+  if (r.status !== 200) throw new Error(`createRoom -> ${r.status} ${r.text}`);
+  return r.json.room_id;
+}
+// A delayed state event, as a MatrixRTC client schedules its leave: PUT …/state/{type}/{key}?org.matrix.msc4140.delay=
+async function scheduleDelayedLeave(user, roomId, delayMs) {
+  const type = "org.matrix.msc3401.call.member";
+  const key = `_${user.user_id}_${user.device_id}_m.call`;
+  const url = `${HS}/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/${type}/${encodeURIComponent(key)}?org.matrix.msc4140.delay=${delayMs}`;
+  const res = await fetch(url, {
+    method: "PUT",
+    headers: { "content-type": "application/json", ...authed(user) },
+    body: "{}",
+  });
+  const json = await res.json().catch(() => ({}));
+  return { status: res.status, delayId: json.delay_id, json, type, key, roomId, scheduledAt: Date.now() };
+}
+async function pendingDelayedEvent(user, delayId) {
+  const res = await fetch(stack.homeserver.delayed_events.endpoint, { headers: authed(user) });
+  const json = await res.json().catch(() => ({}));
+  return (json.delayed_events ?? []).find((e) => e.delay_id === delayId);
+}
+async function stateEvent(user, d) {
+  const res = await fetch(
+    `${HS}/_matrix/client/v3/rooms/${encodeURIComponent(d.roomId)}/state/${d.type}/${encodeURIComponent(d.key)}`,
+    { headers: authed(user) },
+  );
+  await res.text();
+  return res.status;
+}
+async function waitForState(user, d, ms) {
+  const t0 = Date.now();
+  while (Date.now() - t0 < ms) {
+    if ((await stateEvent(user, d)) === 200) return Date.now();
+    await sleep(100);
+  }
+  return undefined;
+}
+// A LiveKit webhook as LiveKit signs it: Authorization = HS256 JWT {iss: api key, sha256: base64 SHA-256 of the body}.
+function signedWebhook(event, { secret = stack.livekit_api_secret, bodyForHash } = {}) {
+  const body = JSON.stringify(event);
+  const now = Math.floor(Date.now() / 1000);
+  const enc = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  const head = enc({ alg: "HS256", typ: "JWT" });
+  const sha256 = createHash("sha256")
+    .update(bodyForHash ?? body)
+    .digest("base64");
+  const claims = enc({ iss: stack.livekit_api_key, nbf: now, exp: now + 300, sha256 });
+  const sig = createHmac("sha256", secret).update(`${head}.${claims}`).digest("base64url");
+  return { body, headers: { authorization: `${head}.${claims}.${sig}`, "content-type": "application/webhook+json" } };
+}
+function jwtLogLines(name, delayId) {
+  try {
+    return readFileSync(stack.jwt_services[name].log, "utf8")
+      .split("\n")
+      .filter((l) => l.includes(delayId))
+      .map((l) => {
+        try {
+          return JSON.parse(l);
+        } catch {
+          return {};
+        }
+      });
+  } catch {
+    return [];
+  }
+}
+
+function delegateBody(roomId, user, oid, memberId, overrides = {}) {
+  return { ...getTokenBody(roomId, user, oid, memberId), delay_id: "syd_x", delay_timeout: 10000, ...overrides };
+}
+
+async function delegationChecks(user, user2, memberId) {
+  const jm = stack.jwt_services.main;
+  if (!jm.delegation) {
+    info("note", `jwt(main) is ${jm.api}: no delegation checks`);
+    return;
+  }
+  const lk = stack.livekit.main;
+  const room = `!deleg${randomBytes(6).toString("hex")}:${SERVER_NAME}`;
+  const oid = (await openIdToken(user)).json;
+  const D = `${jm.url}/delegate_delayed_leave`;
+  const expectErr = async (name, url, body, status, errcode, error) => {
+    const r = await postJson(url, body);
+    check(
+      name,
+      r.status === status && r.json?.errcode === errcode && (error === undefined || r.json?.error === error),
+      `status ${r.status} ${r.text.trim()}`,
+    );
+  };
+  check(
+    "livekit(main): config sends webhooks to jwt(main)/sfu_webhook",
+    readFileSync(lk.config, "utf8").includes(`${jm.url}/sfu_webhook`),
+    JSON.stringify(lk.webhook_urls),
+  );
+
+  // -- /delegate_delayed_leave: request validation, in the real service's order
+  const opt = await fetch(D, { method: "OPTIONS" });
+  check(
+    "jwt(main): OPTIONS /delegate_delayed_leave -> 200 + CORS *",
+    opt.status === 200 && opt.headers.get("access-control-allow-origin") === "*",
+    `status ${opt.status}`,
+  );
+  const g = await fetch(D);
+  check("jwt(main): GET /delegate_delayed_leave -> 405", g.status === 405, `status ${g.status}`);
+  await expectErr(
+    "jwt(main): /delegate_delayed_leave unreadable body -> 400 M_NOT_JSON",
+    D,
+    "{",
+    400,
+    "M_NOT_JSON",
+    "Error reading request",
+  );
+  await expectErr(
+    "jwt(main): /delegate_delayed_leave unknown field -> 400 M_NOT_JSON",
+    D,
+    { ...delegateBody(room, user, oid, memberId), bogus: 1 },
+    400,
+    "M_NOT_JSON",
+  );
+  await expectErr(
+    "jwt(main): /delegate_delayed_leave delay_timeout as a string -> 400 M_NOT_JSON",
+    D,
+    delegateBody(room, user, oid, memberId, { delay_timeout: "10000" }),
+    400,
+    "M_NOT_JSON",
+  );
+  await expectErr(
+    "jwt(main): /delegate_delayed_leave without slot_id -> 400 M_BAD_JSON naming room_id/slot_id",
+    D,
+    delegateBody(room, user, oid, memberId, { slot_id: "" }),
+    400,
+    "M_BAD_JSON",
+    "The request body is missing `room_id` or `slot_id`",
+  );
+  await expectErr(
+    "jwt(main): /delegate_delayed_leave without member.id -> 400 M_BAD_JSON naming the member fields",
+    D,
+    delegateBody(room, user, oid, memberId, {
+      member: { claimed_user_id: user.user_id, claimed_device_id: user.device_id },
+    }),
+    400,
+    "M_BAD_JSON",
+    "The request body `member` is missing `id`, `claimed_user_id` or `claimed_device_id`",
+  );
+  await expectErr(
+    "jwt(main): /delegate_delayed_leave without openid_token -> 400 M_BAD_JSON naming its fields",
+    D,
+    delegateBody(room, user, { ...oid, access_token: "" }, memberId),
+    400,
+    "M_BAD_JSON",
+    "The request body `openid_token` is missing `access_token` or `matrix_server_name`",
+  );
+  const { delay_id: _omit, ...noDelayId } = delegateBody(room, user, oid, memberId);
+  await expectErr(
+    "jwt(main): /delegate_delayed_leave without delay_id -> 400 M_BAD_JSON naming delay_id/delay_timeout",
+    D,
+    noDelayId,
+    400,
+    "M_BAD_JSON",
+    "The request body is missing `delay_id` or `delay_timeout`",
+  );
+  await expectErr(
+    "jwt(main): /delegate_delayed_leave delay_timeout 0 -> 400 M_BAD_JSON",
+    D,
+    delegateBody(room, user, oid, memberId, { delay_timeout: 0 }),
+    400,
+    "M_BAD_JSON",
+    "The request body is missing `delay_id` or `delay_timeout`",
+  );
+  await expectErr(
+    "jwt(main): /delegate_delayed_leave invalid OpenID token -> 401 M_UNAUTHORIZED",
+    D,
+    delegateBody(room, user, { ...oid, access_token: "nope" }, memberId),
+    401,
+    "M_UNAUTHORIZED",
+  );
+  await expectErr(
+    "jwt(main): /delegate_delayed_leave claimed_user_id != sub -> 401 M_UNAUTHORIZED",
+    D,
+    delegateBody(room, { ...user, user_id: user2.user_id }, oid, memberId),
+    401,
+    "M_UNAUTHORIZED",
+  );
+  if (stack.jwt_services.restricted) {
+    const jr = stack.jwt_services.restricted.url;
+    await expectErr(
+      "jwt(restricted): /delegate_delayed_leave -> 403 M_FORBIDDEN (full-access homeservers only)",
+      `${jr}/delegate_delayed_leave`,
+      delegateBody(room, user, (await openIdToken(user)).json, memberId),
+      403,
+      "M_FORBIDDEN",
+      "Delegation of delayed events is only supported for full access users",
+    );
+    await expectErr(
+      "jwt(restricted): /get_token with delay fields -> 400 M_BAD_JSON (full-access homeservers only)",
+      `${jr}/get_token`,
+      getTokenBody(room, user, (await openIdToken(user)).json, memberId, { delay_id: "syd_x", delay_timeout: 10000 }),
+      400,
+      "M_BAD_JSON",
+      "Delegation of delayed events is only supported for full access users",
+    );
+    await expectErr(
+      "jwt(restricted): /sfu/get with delay fields -> 400 M_BAD_JSON (full-access homeservers only)",
+      `${jr}/sfu/get`,
+      {
+        room,
+        openid_token: (await openIdToken(user)).json,
+        device_id: user.device_id,
+        delay_id: "syd_x",
+        delay_timeout: 10000,
+      },
+      400,
+      "M_BAD_JSON",
+      "Delegation of delayed events is only supported for full access users",
+    );
+  }
+
+  // -- the delay fields in the token requests
+  await expectErr(
+    "jwt(main): /get_token delay_id without delay_timeout -> 400 M_BAD_JSON",
+    `${jm.url}/get_token`,
+    getTokenBody(room, user, oid, memberId, { delay_id: "syd_x" }),
+    400,
+    "M_BAD_JSON",
+    "The request body is missing `delay_id` or `delay_timeout`",
+  );
+  await expectErr(
+    "jwt(main): /sfu/get delay_timeout without delay_id -> 400 M_BAD_JSON",
+    `${jm.url}/sfu/get`,
+    { room, openid_token: oid, device_id: user.device_id, delay_timeout: 10000 },
+    400,
+    "M_BAD_JSON",
+    "The request body is missing `delay_id` or `delay_timeout`",
+  );
+  await expectErr(
+    "jwt(main): /sfu/get with the /get_token body -> 400 M_NOT_JSON (today's /sfu/get takes only the legacy body)",
+    `${jm.url}/sfu/get`,
+    getTokenBody(room, user, oid, memberId),
+    400,
+    "M_NOT_JSON",
+  );
+
+  // -- delegation end to end: real delayed events, a real LiveKit participant (signalling only), LiveKit's webhooks
+  const DELAY = 5000;
+  const flowA = async () => {
+    // delegated with /delegate_delayed_leave after joining; the participant then drops off (LiveKit's webhook)
+    const roomId = await createRoom(user);
+    const d = await scheduleDelayedLeave(user, roomId, DELAY);
+    check(
+      "synapse: delayed state event (org.matrix.msc4140.delay) -> 200 {delay_id}",
+      d.status === 200 && !!d.delayId,
+      JSON.stringify(d.json),
+    );
+    const mid = `member-a-${randomBytes(3).toString("hex")}`;
+    const tok = await postJson(`${jm.url}/get_token`, getTokenBody(roomId, user, (await openIdToken(user)).json, mid));
+    const ws = await firstSignal(lk.ws_url, tok.json?.jwt ?? "", { keepOpen: true });
+    const del = await postJson(
+      D,
+      delegateBody(roomId, user, (await openIdToken(user)).json, mid, { delay_id: d.delayId, delay_timeout: DELAY }),
+    );
+    check(
+      "jwt(main): /delegate_delayed_leave (participant on the SFU) -> 200 {}",
+      del.status === 200 && del.text.trim() === "{}" && del.headers.get("content-type") === "application/json",
+      `status ${del.status} ${del.text.trim()} (${del.headers.get("content-type")})`,
+    );
+    // forged webhooks must change nothing: a wrong secret, and a body that is not the one hashed
+    const left = {
+      event: "participant_left",
+      room: { name: sha256b64([roomId, "m.call#ROOM"]) },
+      participant: { identity: sha256b64([user.user_id, user.device_id, mid]), disconnectReason: "CLIENT_INITIATED" },
+    };
+    const bad1 = signedWebhook(left, { secret: "not-the-secret-not-the-secret-00" });
+    const bad2 = signedWebhook(left, { bodyForHash: "{}" });
+    const w1 = await fetch(`${jm.url}/sfu_webhook`, { method: "POST", headers: bad1.headers, body: bad1.body });
+    const w2 = await fetch(`${jm.url}/sfu_webhook`, { method: "POST", headers: bad2.headers, body: bad2.body });
+    await sleep(1.2 * DELAY);
+    const pending = await pendingDelayedEvent(user, d.delayId);
+    const state = await stateEvent(user, d);
+    check(
+      `jwt(main): delegated job restarts the delay while the participant is on the SFU (still pending after ${1.2 * DELAY} ms > delay_timeout ${DELAY})`,
+      !!pending && state === 404 && pending.running_since > d.scheduledAt + 0.5 * DELAY,
+      pending ? `restarted ${Date.now() - pending.running_since} ms ago` : `not pending; state ${state}`,
+    );
+    check(
+      "jwt(main): forged participant_left webhooks (wrong secret; sha256 of another body) are ignored (200, no send)",
+      w1.status === 200 && w2.status === 200 && !!pending,
+      `status ${w1.status}, ${w2.status}`,
+    );
+    const remaining = pending ? pending.running_since + DELAY - Date.now() : 0;
+    const closedAt = Date.now();
+    ws.close?.();
+    const sentAt = await waitForState(user, d, DELAY + 2000);
+    check(
+      "jwt(main): participant drops off the SFU -> LiveKit webhook -> service POSTs …/delayed_events/{id}/send: leave state event present before the delay would expire",
+      sentAt !== undefined && sentAt - closedAt < remaining - 500,
+      sentAt === undefined
+        ? "no state event"
+        : `${sentAt - closedAt} ms after the socket closed; ${remaining} ms were left on the delay`,
+    );
+    check("synapse: delayed event gone after the send", !(await pendingDelayedEvent(user, d.delayId)), "");
+    if (jm.impl === "node") {
+      const lines = jwtLogLines("main", d.delayId);
+      const acts = lines.filter((l) => l.msg === "ExecuteDelayedEventAction").map((l) => `${l.action}:${l.status}`);
+      const webhook = jwtLogLines("main", "").find(
+        (l) =>
+          l.msg === "Handler: SFU webhook" && l.lkId === left.participant.identity && l.event !== "participant_left",
+      );
+      check(
+        "jwt(main) log: restart (at once and every 80 % of delay_timeout), then send once, after LiveKit's webhook",
+        acts.length >= 3 &&
+          acts.slice(0, -1).every((a) => a === "restart:200") &&
+          acts.at(-1) === "send:200" &&
+          !!webhook,
+        `${acts.join(" ")}; webhook ${webhook?.event}`,
+      );
+    }
+  };
+  const flowB = async () => {
+    // delegated with the delay fields of the legacy /sfu/get (what Element Call sends today) before joining;
+    // the leave is then reported by a participant_left webhook signed as LiveKit signs them
+    const roomId = await createRoom(user2);
+    const d = await scheduleDelayedLeave(user2, roomId, DELAY);
+    const sfu = await postJson(`${jm.url}/sfu/get`, {
+      room: roomId,
+      openid_token: (await openIdToken(user2)).json,
+      device_id: user2.device_id,
+      delay_id: d.delayId,
+      delay_timeout: DELAY,
+      delay_cs_api_url: HS,
+    });
+    check(
+      "jwt(main): /sfu/get with delay_id, delay_timeout, delay_cs_api_url -> 200",
+      sfu.status === 200,
+      `status ${sfu.status} ${sfu.status !== 200 ? sfu.text : ""}`,
+    );
+    await sleep(300);
+    const ws = await firstSignal(lk.ws_url, sfu.json?.jwt ?? "", { keepOpen: true });
+    await sleep(0.6 * DELAY);
+    const pending = await pendingDelayedEvent(user2, d.delayId);
+    check(
+      "jwt(main): the job found the participant on the SFU (GetParticipant) and restarted the delay",
+      !!pending && pending.running_since > d.scheduledAt + 300,
+      pending ? `restarted ${Date.now() - pending.running_since} ms ago` : "not pending",
+    );
+    const wh = signedWebhook({
+      event: "participant_left",
+      room: { name: sha256b64([roomId, "m.call#ROOM"]) },
+      participant: { identity: `${user2.user_id}:${user2.device_id}`, disconnectReason: "CLIENT_INITIATED" },
+    });
+    const t = Date.now();
+    const w = await fetch(`${jm.url}/sfu_webhook`, { method: "POST", headers: wh.headers, body: wh.body });
+    const sentAt = await waitForState(user2, d, 3000);
+    check(
+      "jwt(main): signed participant_left webhook (CLIENT_INITIATED) -> 200, delayed leave sent",
+      w.status === 200 && sentAt !== undefined,
+      sentAt === undefined ? `status ${w.status}; no state event` : `${sentAt - t} ms after the webhook`,
+    );
+    ws.close?.();
+  };
+  await Promise.all([flowA(), flowB()]);
+}
+
+async function olderServiceChecks(user, roomId) {
+  const old = stack.jwt_services.old;
+  const legacy = stack.jwt_services.legacy;
+  const delay = { delay_id: "syd_x", delay_timeout: 10000, delay_cs_api_url: HS };
+  const memberId = "member-old";
+  if (old) {
+    const a = await postJson(`${old.url}/sfu/get`, {
+      room: roomId,
+      openid_token: (await openIdToken(user)).json,
+      device_id: user.device_id,
+      ...delay,
+    });
+    check(
+      "jwt(old = v0.4.3): /sfu/get with delay fields -> 400 M_BAD_JSON (unknown fields; Element Call retries without them)",
+      a.status === 400 &&
+        a.json?.errcode === "M_BAD_JSON" &&
+        a.json?.error?.startsWith("The request body was malformed"),
+      `status ${a.status} ${a.text.trim()}`,
+    );
+    const b = await postJson(`${old.url}/sfu/get`, {
+      room: roomId,
+      openid_token: (await openIdToken(user)).json,
+      device_id: user.device_id,
+    });
+    check("jwt(old): /sfu/get without them -> 200", b.status === 200, `status ${b.status}`);
+    const c = await postJson(
+      `${old.url}/get_token`,
+      getTokenBody(roomId, user, (await openIdToken(user)).json, memberId, delay),
+    );
+    check(
+      "jwt(old): /get_token with delay fields -> 400 M_NOT_JSON (unknown fields)",
+      c.status === 400 && c.json?.errcode === "M_NOT_JSON",
+      `status ${c.status} ${c.text.trim()}`,
+    );
+    const e = await postJson(
+      `${old.url}/get_token`,
+      getTokenBody(roomId, user, (await openIdToken(user)).json, memberId),
+    );
+    check("jwt(old): /get_token without them -> 200", e.status === 200, `status ${e.status}`);
+    const f = await postJson(`${old.url}/delegate_delayed_leave`, {});
+    const h = await postJson(`${old.url}/sfu_webhook`, {});
+    check(
+      "jwt(old): /delegate_delayed_leave and /sfu_webhook -> 404",
+      f.status === 404 && h.status === 404,
+      `status ${f.status}, ${h.status}`,
+    );
+  }
+  if (legacy) {
+    const a = await postJson(
+      `${legacy.url}/get_token`,
+      getTokenBody(roomId, user, (await openIdToken(user)).json, memberId),
+    );
+    const b = await postJson(`${legacy.url}/delegate_delayed_leave`, {});
+    check(
+      "jwt(legacy = v0.3.0): /get_token and /delegate_delayed_leave -> 404",
+      a.status === 404 && b.status === 404,
+      `status ${a.status}, ${b.status}`,
+    );
+    const c = await postJson(`${legacy.url}/sfu/get`, {
+      room: roomId,
+      openid_token: (await openIdToken(user)).json,
+      device_id: user.device_id,
+      ...delay,
+    });
+    const p = c.status === 200 ? decodeJwt(c.json.jwt).payload : {};
+    check(
+      "jwt(legacy): /sfu/get (delay fields silently ignored) -> 200, LiveKit room = the Matrix room id, identity user:device",
+      c.status === 200 && p.video?.room === roomId && p.sub === `${user.user_id}:${user.device_id}`,
+      `status ${c.status} room ${p.video?.room} sub ${p.sub}`,
+    );
+    const bad = await postJson(`${legacy.url}/sfu/get`, {
+      room: roomId,
+      openid_token: { ...(await openIdToken(user)).json, access_token: "nope" },
+    });
+    check(
+      "jwt(legacy): /sfu/get invalid OpenID token -> 500 M_LOOKUP_FAILED (text/plain, as Go sniffs it)",
+      bad.status === 500 &&
+        bad.json?.errcode === "M_LOOKUP_FAILED" &&
+        bad.headers.get("content-type")?.startsWith("text/plain"),
+      `status ${bad.status} ${bad.text.trim()} (${bad.headers.get("content-type")})`,
+    );
+  }
+}
+
 async function main() {
   console.log(`stack: ${stack.run_dir}  homeserver ${HS} (${SERVER_NAME})`);
   const roomId = `!smoke${randomBytes(6).toString("hex")}:${SERVER_NAME}`;
@@ -425,8 +880,8 @@ async function main() {
     device_id: user.device_id,
   });
   check(
-    "jwt(main): /sfu/get with invalid OpenID token -> 500 M_LOOKUP_FAILED (ref §2.3)",
-    badSfu.status === 500 && badSfu.json?.errcode === "M_LOOKUP_FAILED",
+    "jwt(main): /sfu/get with invalid OpenID token -> 401 M_UNAUTHORIZED (after v0.5.0; v0.5.0 said 500 M_LOOKUP_FAILED)",
+    badSfu.status === 401 && badSfu.json?.errcode === "M_UNAUTHORIZED",
     `status ${badSfu.status} ${badSfu.text.trim()}`,
   );
   const mism = await postJson(
@@ -545,6 +1000,11 @@ async function main() {
       sa.close?.();
     }
   }
+
+  // ------------------------------------------------------------------ today's protocol: delay fields, delegation
+  await delegationChecks(user, user2, memberId);
+  // ------------------------------------------------------------------ older auth services (legacy, old)
+  await olderServiceChecks(user, roomId);
 
   // ------------------------------------------------------------------ track-limit variant
   if (stack.jwt_services.limited) {

@@ -14,6 +14,13 @@
 #               -> token issued, room never created -> LiveKit answers 404 "requested room does not exist"
 #   full        LiveKit room.max_participants=$FULL_MAX_PARTICIPANTS (1); jwt full access
 #   limited     LiveKit limit.num_tracks=$LIMITED_NUM_TRACKS (1); jwt full access -> 503 once the limit is hit
+# Their jwt services speak today's protocol (lk-jwt-service a375b13: delay fields, /delegate_delayed_leave,
+# /sfu_webhook); each LiveKit sends its webhooks to its jwt service's /sfu_webhook, and the jwt services reach
+# Synapse's client-server API through LIVEKIT_CS_API_URL_OVERRIDES ($SERVER_NAME=http://127.0.0.1:$SYNAPSE_PORT).
+# Older auth services, jwt service only (always the Node stand-in, LK_JWT_STANDIN_API), on main's LiveKit:
+#   legacy      lk-jwt-service v0.3.0: only /sfu/get (404 for /get_token and /delegate_delayed_leave)
+#   old         lk-jwt-service v0.4.3: no delay fields (/sfu/get -> 400 M_BAD_JSON, /get_token -> 400 M_NOT_JSON
+#               for them) and no /delegate_delayed_leave (404)
 # STACK_VARIANTS=0 starts only Synapse + main.
 #
 # Environment (defaults):
@@ -28,11 +35,15 @@
 #   LK_RESTRICTED_PORT 7890 LK_RESTRICTED_UDP_PORT 7892 LK_RESTRICTED_TCP_PORT 0 JWT_RESTRICTED_PORT 8081
 #   LK_FULL_PORT 7900 LK_FULL_UDP_PORT 7902 LK_FULL_TCP_PORT 0 JWT_FULL_PORT 8082
 #   LK_LIMITED_PORT 7910 LK_LIMITED_UDP_PORT 7912 LK_LIMITED_TCP_PORT 0 JWT_LIMITED_PORT 8083
+#   JWT_LEGACY_PORT 8084  JWT_OLD_PORT 8085
+#   LIVEKIT_SANITY_CHECK_INTERVAL_SECONDS 0  (given to the current jwt services; 0 = off, the real default)
+#   MAX_EVENT_DELAY_DURATION 24h  (Synapse max_event_delay_duration: MSC4140 delayed events on)
 #   RESTRICTED_FULL_ACCESS  not-this-server.invalid   FULL_MAX_PARTICIPANTS 1   LIMITED_NUM_TRACKS 1
 #   LK_LOG_LEVEL info
 #   LK_CLIENT_STUN 127.0.0.1:3478  (the only STUN server LiveKit advertises to clients; see below)
-#   LK_JWT_IMPL  auto | go | node   auto: the Go lk-jwt-service binary if install.sh could build it, else the
-#                Node stand-in lk-jwt-standin.mjs (the Go proxy refuses lk-jwt-service here; see NOTES.md)
+#   LK_JWT_IMPL  auto | go | node   auto: the Go lk-jwt-service binary if install.sh could build a version after
+#                v0.5.0 (v0.5.0 has no delegation), else the Node stand-in lk-jwt-standin.mjs (the Go proxy
+#                refuses lk-jwt-service here; see NOTES.md). Only for the current variants; legacy/old: stand-in.
 #   (LK_*_TCP_PORT=0 disables ICE/TCP; a non-zero port is bound by LiveKit on the WILDCARD address.)
 set -euo pipefail
 
@@ -45,11 +56,15 @@ READY_TIMEOUT="${STACK_READY_TIMEOUT:-90}"
 VARIANTS="${STACK_VARIANTS:-1}"
 LK_JWT_IMPL="${LK_JWT_IMPL:-auto}"
 if [ "$LK_JWT_IMPL" = auto ]; then
-  if [ -x "$BIN/lk-jwt-service" ]; then LK_JWT_IMPL=go; else LK_JWT_IMPL=node; fi
+  LK_JWT_IMPL=node
+  if [ -x "$BIN/lk-jwt-service" ]; then
+    case "$(cat "$BIN/.lk-jwt-service.version" 2>/dev/null)" in v0.[0-5].*|"") ;; *) LK_JWT_IMPL=go ;; esac
+  fi
 fi
+STANDIN_CMD=(node "$SCRIPT_DIR/lk-jwt-standin.mjs")
 case "$LK_JWT_IMPL" in
   go) JWT_CMD=("$BIN/lk-jwt-service"); JWT_DESC="lk-jwt-service $(cat "$BIN/.lk-jwt-service.version" 2>/dev/null) (Go)" ;;
-  node) JWT_CMD=(node "$SCRIPT_DIR/lk-jwt-standin.mjs"); JWT_DESC="lk-jwt-standin.mjs (Node stand-in for lk-jwt-service v0.5.0)" ;;
+  node) JWT_CMD=("${STANDIN_CMD[@]}"); JWT_DESC="lk-jwt-standin.mjs (Node stand-in for lk-jwt-service a375b13, after v0.5.0)" ;;
   *) echo "LK_JWT_IMPL must be auto, go or node" >&2; exit 2 ;;
 esac
 
@@ -66,6 +81,8 @@ LK_CLIENT_STUN="${LK_CLIENT_STUN:-127.0.0.1:3478}"
 RESTRICTED_FULL_ACCESS="${RESTRICTED_FULL_ACCESS:-not-this-server.invalid}"
 FULL_MAX_PARTICIPANTS="${FULL_MAX_PARTICIPANTS:-1}"
 LIMITED_NUM_TRACKS="${LIMITED_NUM_TRACKS:-1}"
+SANITY_CHECK="${LIVEKIT_SANITY_CHECK_INTERVAL_SECONDS:-0}"
+MAX_EVENT_DELAY="${MAX_EVENT_DELAY_DURATION:-24h}"
 
 # name  lk_port  udp_port  tcp_port  jwt_port
 INSTANCES=("main ${LK_MAIN_PORT:-7880} ${LK_MAIN_UDP_PORT:-7882} ${LK_MAIN_TCP_PORT:-0} ${JWT_MAIN_PORT:-8080}")
@@ -75,6 +92,15 @@ if [ "$VARIANTS" = 1 ]; then
     "full ${LK_FULL_PORT:-7900} ${LK_FULL_UDP_PORT:-7902} ${LK_FULL_TCP_PORT:-0} ${JWT_FULL_PORT:-8082}"
     "limited ${LK_LIMITED_PORT:-7910} ${LK_LIMITED_UDP_PORT:-7912} ${LK_LIMITED_TCP_PORT:-0} ${JWT_LIMITED_PORT:-8083}"
   )
+fi
+# jwt services: name  port  livekit-instance  api (LK_JWT_STANDIN_API; "current" = today's protocol)
+JWTS=()
+for _i in "${INSTANCES[@]}"; do
+  read -r _n _p _u _t _j <<<"$_i"
+  JWTS+=("$_n $_j $_n current")
+done
+if [ "$VARIANTS" = 1 ]; then
+  JWTS+=("legacy ${JWT_LEGACY_PORT:-8084} main v0.3" "old ${JWT_OLD_PORT:-8085} main v0.4")
 fi
 
 PIDS="$RUN/pids"
@@ -163,8 +189,12 @@ preflight_ports() {
       port_busy udp "$udp" && busy+=("livekit-$name udp/$udp (LK_${up}_UDP_PORT)")
       [ "$tcp" != 0 ] && port_busy tcp "$tcp" && busy+=("livekit-$name tcp/$tcp (LK_${up}_TCP_PORT)")
     fi
+  done
+  local j api lk
+  for j in "${JWTS[@]}"; do
+    read -r name jport lk api <<<"$j"
     if ! pid_alive "$(pid_of "lk-jwt-$name")"; then
-      port_busy tcp "$jport" && busy+=("lk-jwt-$name tcp/$jport (JWT_${up}_PORT)")
+      port_busy tcp "$jport" && busy+=("lk-jwt-$name tcp/$jport (JWT_${name^^}_PORT)")
     fi
   done
   if [ ${#busy[@]} -gt 0 ]; then
@@ -238,7 +268,8 @@ registration_shared_secret: "$REG_SECRET"
 enable_registration: true
 enable_registration_without_verification: true
 experimental_features: {msc3266_enabled: true, msc4143_enabled: true, msc4222_enabled: true, msc4354_enabled: true}
-max_event_delay_duration: 24h
+# MSC4140 delayed events (the delayed leave the jwt services restart and send) are on when this is set
+max_event_delay_duration: $MAX_EVENT_DELAY
 matrix_rtc:
   transports:
     - {type: livekit, livekit_service_url: "http://127.0.0.1:$(jwt_port main)"}
@@ -256,10 +287,26 @@ rc_admin_redaction: $rl
 EOF
 }
 
-jwt_port() { # instance name -> its jwt port
-  local i n p u t j
-  for i in "${INSTANCES[@]}"; do read -r n p u t j <<<"$i"; [ "$n" = "$1" ] && { echo "$j"; return; }; done
+jwt_port() { # jwt service name -> its port
+  local i n p l a
+  for i in "${JWTS[@]}"; do read -r n p l a <<<"$i"; [ "$n" = "$1" ] && { echo "$p"; return; }; done
 }
+
+lk_port() { # livekit instance -> its HTTP port
+  local i n p u t j
+  for i in "${INSTANCES[@]}"; do read -r n p u t j <<<"$i"; [ "$n" = "$1" ] && { echo "$p"; return; }; done
+}
+
+webhook_urls() { # livekit instance -> YAML flow list of the /sfu_webhook URLs of the current jwt services on it
+  local i n p l a out=""
+  for i in "${JWTS[@]}"; do
+    read -r n p l a <<<"$i"
+    if [ "$l" = "$1" ] && [ "$a" = current ]; then out+="${out:+, }\"http://127.0.0.1:$p/sfu_webhook\""; fi
+  done
+  echo "[$out]"
+}
+
+cs_api_overrides() { echo "$SERVER_NAME=http://127.0.0.1:$SYNAPSE_PORT"; }
 
 livekit_config() { # name lk_port udp tcp
   local name="$1" port="$2" udp="$3" tcp="$4" extra=""
@@ -287,6 +334,10 @@ keys:
   $LK_KEY: $LK_SECRET
 logging:
   level: $LK_LOG_LEVEL
+# participant_joined / participant_left go to the jwt service, which then sends the delegated delayed leave
+webhook:
+  api_key: $LK_KEY
+  urls: $(webhook_urls "$name")
 $extra
 EOF
 }
@@ -301,10 +352,14 @@ write_stack_json() {
   local inst_json=""
   local i
   for i in "${INSTANCES[@]}"; do inst_json+="$i;"; done
+  local jwts_str=""
+  for i in "${JWTS[@]}"; do jwts_str+="$i;"; done
   LK_CLIENT_STUN="$LK_CLIENT_STUN" STACK_JSON_OUT="$RUN/stack.json" RUN="$RUN" SERVER_NAME="$SERVER_NAME" SYNAPSE_PORT="$SYNAPSE_PORT" \
   SYNAPSE_TLS_PORT="$SYNAPSE_TLS_PORT" REG_SECRET="$REG_SECRET" LK_KEY="$LK_KEY" LK_SECRET="$LK_SECRET" \
   INSTANCES_STR="$inst_json" JWT_DESC="$JWT_DESC" RESTRICTED_FULL_ACCESS="$RESTRICTED_FULL_ACCESS" \
-  FULL_MAX_PARTICIPANTS="$FULL_MAX_PARTICIPANTS" LIMITED_NUM_TRACKS="$LIMITED_NUM_TRACKS" "$pybin" - <<'PY'
+  FULL_MAX_PARTICIPANTS="$FULL_MAX_PARTICIPANTS" LIMITED_NUM_TRACKS="$LIMITED_NUM_TRACKS" \
+  JWTS_STR="$jwts_str" CS_API_OVERRIDES="$(cs_api_overrides)" JWT_IMPL="$LK_JWT_IMPL" SANITY_CHECK="$SANITY_CHECK" \
+  MAX_EVENT_DELAY="$MAX_EVENT_DELAY" "$pybin" - <<'PY'
 import json, os
 e = os.environ
 run = e["RUN"]
@@ -323,6 +378,14 @@ out = {
         "registration_shared_secret": e["REG_SECRET"],
         "pid": pid("synapse"),
         "log": os.path.join(run, "logs", "synapse.log"),
+        # MSC4140 (Synapse 1.163.2 has only the unstable prefix): POST {endpoint}/{delay_id}/restart|send|cancel
+        # (no access token needed) or POST {endpoint}/{delay_id} {"action": ...}; schedule a delayed state event
+        # with PUT /_matrix/client/v3/rooms/{room}/state/{type}/{key}?org.matrix.msc4140.delay={ms}
+        "delayed_events": {
+            "max_event_delay_duration": e["MAX_EVENT_DELAY"],
+            "endpoint": f"http://127.0.0.1:{e['SYNAPSE_PORT']}/_matrix/client/unstable/org.matrix.msc4140/delayed_events",
+            "delay_query_param": "org.matrix.msc4140.delay",
+        },
     },
     "jwt_service_impl": e["JWT_DESC"],
     "livekit_api_key": e["LK_KEY"],
@@ -347,12 +410,33 @@ for spec in filter(None, e["INSTANCES_STR"].split(";")):
         lkd["max_participants"] = int(e["FULL_MAX_PARTICIPANTS"])
     if name == "limited":
         lkd["num_tracks_limit"] = int(e["LIMITED_NUM_TRACKS"])
+    lkd["webhook_urls"] = []
     out["livekit"][name] = lkd
+for spec in filter(None, e["JWTS_STR"].split(";")):
+    name, port, lk, api = spec.split()
+    url = f"http://127.0.0.1:{port}"
+    current = api == "current"
+    if current:
+        out["livekit"][lk]["webhook_urls"].append(url + "/sfu_webhook")
     out["jwt_services"][name] = {
-        "url": f"http://127.0.0.1:{jwt}",
-        "livekit": name,
-        "livekit_ws_url": lkd["ws_url"],
+        "url": url,
+        "livekit": lk,
+        "livekit_ws_url": out["livekit"][lk]["ws_url"],
         "full_access_homeservers": e["RESTRICTED_FULL_ACCESS"] if name == "restricted" else e["SERVER_NAME"],
+        # the lk-jwt-service it behaves as: "current" = a375b13 (today's protocol), "v0.4" = v0.4.3, "v0.3" = v0.3.0
+        "api": api,
+        "impl": ("go" if e["JWT_IMPL"] == "go" else "node") if current else "node",
+        "endpoints": {
+            "current": ["/get_token", "/sfu/get", "/delegate_delayed_leave", "/sfu_webhook"],
+            "v0.4": ["/get_token", "/sfu/get"],
+            "v0.3": ["/sfu/get"],
+        }[api],
+        # delay_id/delay_timeout in the token requests: accepted (and a job started), rejected (400), or ignored
+        "delay_fields": {"current": "accepted", "v0.4": "rejected", "v0.3": "ignored"}[api],
+        "delegation": current,
+        "sfu_webhook": url + "/sfu_webhook" if current else None,
+        "cs_api_url_overrides": e["CS_API_OVERRIDES"] if current else None,
+        "sanity_check_interval_s": int(e["SANITY_CHECK"]) if current else None,
         "pid": pid("lk-jwt-" + name),
         "log": os.path.join(run, "logs", f"lk-jwt-{name}.log"),
     }
@@ -367,7 +451,8 @@ PY
 # ------------------------------------------------------------------------------------------------ commands
 all_names() {
   local i; echo synapse
-  for i in "${INSTANCES[@]}"; do set -- $i; echo "livekit-$1"; echo "lk-jwt-$1"; done
+  for i in "${INSTANCES[@]}"; do set -- $i; echo "livekit-$1"; done
+  for i in "${JWTS[@]}"; do set -- $i; echo "lk-jwt-$1"; done
 }
 
 cmd_up() {
@@ -391,21 +476,30 @@ cmd_up() {
     livekit_config "$name" "$port" "$udp" "$tcp"
     start_proc "livekit-$name" "$LOGS/livekit-$name.log" "$BIN/livekit-server" --config "$RUN/livekit-$name.yaml"
   done
-  for i in "${INSTANCES[@]}"; do
-    read -r name port udp tcp jport <<<"$i"
+  local j lk api cmd
+  for j in "${JWTS[@]}"; do
+    read -r name jport lk api <<<"$j"
+    if [ "$api" = current ]; then cmd=("${JWT_CMD[@]}"); else cmd=("${STANDIN_CMD[@]}"); fi
     start_proc "lk-jwt-$name" "$LOGS/lk-jwt-$name.log" env \
-      LIVEKIT_URL="ws://127.0.0.1:$port" LIVEKIT_KEY="$LK_KEY" LIVEKIT_SECRET="$LK_SECRET" \
+      LIVEKIT_URL="ws://127.0.0.1:$(lk_port "$lk")" LIVEKIT_KEY="$LK_KEY" LIVEKIT_SECRET="$LK_SECRET" \
       LIVEKIT_JWT_BIND="127.0.0.1:$jport" LIVEKIT_FULL_ACCESS_HOMESERVERS="$(full_access_for "$name")" \
       LIVEKIT_INSECURE_SKIP_VERIFY_TLS=YES_I_KNOW_WHAT_I_AM_DOING \
-      "${JWT_CMD[@]}"
+      LIVEKIT_CS_API_URL_OVERRIDES="$(cs_api_overrides)" LIVEKIT_SANITY_CHECK_INTERVAL_SECONDS="$SANITY_CHECK" \
+      LK_JWT_STANDIN_API="$api" \
+      "${cmd[@]}"
   done
 
   local ok=1
   for i in "${INSTANCES[@]}"; do
     read -r name port udp tcp jport <<<"$i"
     wait_ready "livekit-$name" "$LOGS/livekit-$name.log" "http://127.0.0.1:$port/" || { ok=0; break; }
-    wait_ready "lk-jwt-$name" "$LOGS/lk-jwt-$name.log" "http://127.0.0.1:$jport/healthz" || { ok=0; break; }
   done
+  if [ $ok = 1 ]; then
+    for j in "${JWTS[@]}"; do
+      read -r name jport lk api <<<"$j"
+      wait_ready "lk-jwt-$name" "$LOGS/lk-jwt-$name.log" "http://127.0.0.1:$jport/healthz" || { ok=0; break; }
+    done
+  fi
   if [ $ok = 1 ]; then
     wait_ready synapse "$LOGS/synapse.log" "http://127.0.0.1:$SYNAPSE_PORT/health" || ok=0
   fi
@@ -465,8 +559,12 @@ cmd_status() {
     read -r name port udp tcp jport <<<"$i"
     pid=$(pid_of "livekit-$name"); state=$(pid_alive "$pid" && echo yes || echo no)
     printf '%-22s %-8s %-6s %s\n' "livekit-$name" "${pid:--}" "$state" "GET :$port/=$(http_code "http://127.0.0.1:$port/")"
+  done
+  local j lk api
+  for j in "${JWTS[@]}"; do
+    read -r name jport lk api <<<"$j"
     pid=$(pid_of "lk-jwt-$name"); state=$(pid_alive "$pid" && echo yes || echo no)
-    printf '%-22s %-8s %-6s %s\n' "lk-jwt-$name" "${pid:--}" "$state" "GET :$jport/healthz=$(http_code "http://127.0.0.1:$jport/healthz")"
+    printf '%-22s %-8s %-6s %s\n' "lk-jwt-$name" "${pid:--}" "$state" "GET :$jport/healthz=$(http_code "http://127.0.0.1:$jport/healthz") ($api)"
   done
   [ -f "$RUN/stack.json" ] && echo "stack.json: $RUN/stack.json"
   return 0

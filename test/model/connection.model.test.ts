@@ -32,6 +32,7 @@ import { flush } from "../support/fakeRoom";
 import {
   GET_TOKEN_PATH,
   OPENID_PATH,
+  SERVICE_PATH,
   SFU_GET_PATH,
   SFU_URL,
   answer,
@@ -45,6 +46,11 @@ import { connectionModel, type ModelEvent, type ModelState } from "./connectionM
 
 const PHASE_TIMEOUT_MS = 300;
 const STEP_TIMEOUT_MS = 5000;
+const DELEGATE_PATH = `${SERVICE_PATH}/delegate_delayed_leave`;
+const DELAY_ID_PREFIX = "syd_delay_";
+let delayIds = 0;
+const delayedLeave = () => ({ delayId: `${DELAY_ID_PREFIX}${++delayIds}`, delayTimeoutMs: 10_000 });
+
 /** Two attempts, so that both "attempts left" and "attempts spent" are reached; the clock is simulated. */
 const RECONNECT = { maxAttempts: 2, initialDelayMs: 1000, maxDelayMs: 2000 };
 
@@ -53,7 +59,7 @@ const RECONNECT = { maxAttempts: 2, initialDelayMs: 1000, maxDelayMs: 2000 };
 
 const server = LoopbackServer.forThisFile();
 /** Requests the executors answer when the model says so, per path. */
-let held: { openId: HeldRequests; getToken: HeldRequests; sfuGet: HeldRequests };
+let held: { openId: HeldRequests; getToken: HeldRequests; sfuGet: HeldRequests; delegate: HeldRequests };
 let h: Harness | undefined;
 let disposeConnection: AbortController | undefined;
 /** The clock of the chart's delays: a reconnect wait ends when the model says so. */
@@ -65,7 +71,7 @@ let forcing: "matrix_2_0" | undefined;
 const shortLivedSFUConfig = (_: unknown, res: ServerResponse): void =>
   sendJson(res, 200, { url: SFU_URL, jwt: makeLivekitJwt({ expiresInS: 30 }) });
 
-function create(existing?: "valid" | "expired", forceJwtEndpoint?: "matrix_2_0"): void {
+function create(existing?: "valid" | "expired", forceJwtEndpoint?: "matrix_2_0", withDelayedLeave = false): void {
   disposeConnection = new AbortController();
   clock = new SimulatedClock();
   forcing = forceJwtEndpoint;
@@ -76,6 +82,7 @@ function create(existing?: "valid" | "expired", forceJwtEndpoint?: "matrix_2_0")
     reconnect: RECONNECT,
     clock,
     forceJwtEndpoint,
+    delayedLeave: withDelayedLeave ? delayedLeave() : undefined,
     inspect: record,
     existingSFUConfig: existing && {
       url: "wss://sfu.example.org",
@@ -158,10 +165,26 @@ interface Expectation {
 const waitingFor = (which: keyof typeof held) => () => held[which].count > 0;
 const connectCalled = (h: Harness) => h.room.connectCalls.length > 0 && !h.room.connectPending;
 
-const lk = (sub: string, state$: ConnectionState, ready?: Expectation["ready"]): Expectation => ({
-  value: { Livekit: sub },
+const lk = (
+  room: string,
+  state$: ConnectionState,
+  ready?: Expectation["ready"],
+  delayedLeave = "NotRequested",
+): Expectation => ({
+  value: { Livekit: { room, delayedLeave } },
   state$,
   ready,
+});
+/** Connected, with the delegation in `delayedLeave`. */
+const connectedDelegation = (delayedLeave: string, ready?: Expectation["ready"]): Expectation => ({
+  ...lk("connected", ConnectionState.LivekitConnected, ready, delayedLeave),
+  check: ({ connection }) => {
+    const { delayedLeave: sealed, delegationError } = connection.actor.getSnapshot().context;
+    expect(sealed === undefined).toBe(delayedLeave === "NotRequested");
+    expect(delegationError !== undefined).toBe(delayedLeave === "Failed");
+    // the delay id is a capability: never in the snapshot as text
+    expect(JSON.stringify(connection.actor.getSnapshot().context)).not.toContain(DELAY_ID_PREFIX);
+  },
 });
 const failed = (sub: string, state$: ErrorClass): Expectation => ({ value: { Failed: sub }, state$ });
 /** A run of reconnect attempt `n`: the same chart state as a normal run's, and the attempt counted. */
@@ -262,6 +285,33 @@ const expectations: Record<Exclude<ModelState, "Fresh">, Expectation> = {
   X_StoppingThenStart: stopping("ThenStart"),
   X_Stopped: { value: "Stopped", state$: ConnectionState.Stopped },
   X_Failed_LivekitError: failed("LivekitError", LivekitConnectionError),
+  D_Initialized: {
+    value: "Initialized",
+    state$: ConnectionState.Initialized,
+    check: ({ connection }) => expect(connection.actor.getSnapshot().context.delayedLeave).toBeDefined(),
+  },
+  D_RequestingOpenIdToken: requestingOpenIdToken,
+  D_RequestingSFUConfig: {
+    ...requestingSFUConfig,
+    // the token request carries the delayed leave
+    check: () => expect(server.to(GET_TOKEN_PATH).at(-1)!.json).toMatchObject({ delay_timeout: 10_000 }),
+  },
+  D_LkDisconnected_Waiting: lk(
+    "disconnected",
+    ConnectionState.LivekitDisconnected,
+    connectCalled,
+    "WaitingForConnection",
+  ),
+  D_LkConnecting_Waiting: lk(
+    "connecting",
+    ConnectionState.LivekitConnecting,
+    (h) => h.room.connectPending,
+    "WaitingForConnection",
+  ),
+  D_LkConnected_Delegating: connectedDelegation("Delegating", waitingFor("openId")),
+  D_LkConnected_Delegated: connectedDelegation("Delegated"),
+  D_LkConnected_DelegationFailed: connectedDelegation("Failed"),
+  D_LkConnected_NotRequested: connectedDelegation("NotRequested"),
   M_Initialized: { value: "Initialized", state$: ConnectionState.Initialized },
   M_RequestingOpenIdToken: requestingOpenIdToken,
   M_RequestingSFUConfig: requestingSFUConfig,
@@ -318,6 +368,7 @@ const executors: Record<ModelEvent, () => void | Promise<void>> = {
   CREATE_WITH_EXPIRED_SFU_CONFIG: () => create("expired"),
   CREATE_WITH_SFU_CONFIG: () => create("valid"),
   CREATE_FORCING_MATRIX_2_0: () => create(undefined, "matrix_2_0"),
+  CREATE_WITH_DELAYED_LEAVE: () => create(undefined, undefined, true),
   START: () =>
     void sut()
       .connection.start()
@@ -336,6 +387,28 @@ const executors: Record<ModelEvent, () => void | Promise<void>> = {
   OPENID_FAIL: () => held.openId.answerNext(answer.status(403, "M_FORBIDDEN")),
   OPENID_TIMEOUT: () => {}, // the homeserver never answers; the phase's time limit ends it
   SFU_CONFIG_OK: () => held.getToken.answerNext(shortLivedSFUConfig),
+  // an older auth service: it refuses the delayed leave's fields, then answers the request without them
+  SFU_CONFIG_OK_DELAY_REFUSED: async () => {
+    await held.getToken.answerNext(answer.status(400, "M_BAD_JSON"));
+    await held.getToken.answerNext(shortLivedSFUConfig);
+  },
+  DELAYED_LEAVE_CHANGED: async () => {
+    // A delegation under way is cancelled; matrix-js-sdk cannot abort its OpenID request, so answer it first:
+    // the OpenID request held afterwards is the new delegation's.
+    held.openId.answerAll(answer.openId);
+    await flush();
+    sut().connection.updateDelayedLeave(delayedLeave());
+  },
+  DELAYED_LEAVE_CLEARED: () => sut().connection.updateDelayedLeave(undefined),
+  // the delegation asks the homeserver for an OpenID token, then the auth service
+  DELEGATION_OK: async () => {
+    await held.openId.answerNext(answer.openId);
+    await held.delegate.answerNext((_, res) => sendJson(res, 200, {}));
+  },
+  DELEGATION_FAIL: async () => {
+    await held.openId.answerNext(answer.openId);
+    await held.delegate.answerNext(answer.status(404, "M_NOT_FOUND"));
+  },
   SFU_CONFIG_FAIL: async () => {
     await held.getToken.answerNext(answer.status(401, "M_UNAUTHORIZED"));
     // (with /get_token required, /sfu/get is never asked)
@@ -373,7 +446,12 @@ const model = createTestModel(connectionModel);
 const paths = model.getShortestPaths();
 
 beforeEach(() => {
-  held = { openId: server.hold(OPENID_PATH), getToken: server.hold(GET_TOKEN_PATH), sfuGet: server.hold(SFU_GET_PATH) };
+  held = {
+    openId: server.hold(OPENID_PATH),
+    getToken: server.hold(GET_TOKEN_PATH),
+    sfuGet: server.hold(SFU_GET_PATH),
+    delegate: server.hold(DELEGATE_PATH),
+  };
   h = undefined;
   recording = true;
 });

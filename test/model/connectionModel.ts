@@ -8,7 +8,8 @@
  * one; the auth service's JWTs expire within the reuse margin, so every run fetches again), or with one valid for
  * an hour (`X_`: every run reuses it). Connections reconnect under a policy of two attempts: `R_` states are the
  * first reconnect attempt's run, `R2_` the second's (the last). `M_` states are those of a connection that
- * requires the auth service's MatrixRTC 2.0 endpoint.
+ * requires the auth service's MatrixRTC 2.0 endpoint; `D_` those of one with a delayed leave to delegate (named
+ * `<room state>_<delegation state>` once in LiveKit).
  */
 import { createMachine } from "xstate";
 
@@ -31,12 +32,18 @@ const states = {
       CREATE_WITH_EXPIRED_SFU_CONFIG: "Initialized",
       CREATE_WITH_SFU_CONFIG: "X_Initialized",
       CREATE_FORCING_MATRIX_2_0: "M_Initialized",
+      CREATE_WITH_DELAYED_LEAVE: "D_Initialized",
     },
   },
 
   // ---- a connection that fetches its SFU config ----
   Initialized: {
-    on: { START: "RequestingOpenIdToken", STOP: "Stopped", DISPOSE: "Disposed" },
+    on: {
+      START: "RequestingOpenIdToken",
+      STOP: "Stopped",
+      DISPOSE: "Disposed",
+      DELAYED_LEAVE_CHANGED: "D_Initialized",
+    },
   },
   RequestingOpenIdToken: {
     on: {
@@ -76,6 +83,7 @@ const states = {
       LK_DISCONNECTED: "WaitingToReconnect",
       LK_REPLACED: "LkLost",
       PARTICIPANT_JOIN: "LkConnectedWithGuest",
+      DELAYED_LEAVE_CHANGED: "D_LkConnected_Delegating",
       START: "LkConnected",
       STOP: "Stopping",
       DISPOSE: "StoppingThenDispose",
@@ -214,6 +222,44 @@ const states = {
   },
   X_Failed_LivekitError: {
     on: xStartAgain,
+  },
+
+  // ---- a connection with a delayed leave for the auth service to take over ----
+  D_Initialized: {
+    on: { START: "D_RequestingOpenIdToken" },
+  },
+  D_RequestingOpenIdToken: {
+    on: { OPENID_OK: "D_RequestingSFUConfig" },
+  },
+  D_RequestingSFUConfig: {
+    on: {
+      // the token request carried the delay fields; delegated with /delegate_delayed_leave once connected either way
+      SFU_CONFIG_OK: "D_LkDisconnected_Waiting",
+      // an older service refused the delay fields, and answered without them
+      SFU_CONFIG_OK_DELAY_REFUSED: "D_LkDisconnected_Waiting",
+    },
+  },
+  D_LkDisconnected_Waiting: {
+    on: { ROOM_CONNECTING: "D_LkConnecting_Waiting", DELAYED_LEAVE_CHANGED: "D_LkDisconnected_Waiting" },
+  },
+  D_LkConnecting_Waiting: {
+    on: { CONNECT_OK: "D_LkConnected_Delegating" },
+  },
+  D_LkConnected_Delegating: {
+    on: {
+      DELEGATION_OK: "D_LkConnected_Delegated",
+      DELEGATION_FAIL: "D_LkConnected_DelegationFailed",
+      DELAYED_LEAVE_CHANGED: "D_LkConnected_Delegating",
+    },
+  },
+  D_LkConnected_Delegated: {
+    on: { DELAYED_LEAVE_CLEARED: "D_LkConnected_NotRequested" },
+  },
+  D_LkConnected_DelegationFailed: {
+    on: { DELAYED_LEAVE_CHANGED: "D_LkConnected_Delegating", STOP: "Stopping" },
+  },
+  D_LkConnected_NotRequested: {
+    on: { DELAYED_LEAVE_CHANGED: "D_LkConnected_Delegating" },
   },
 
   // ---- a connection that requires the auth service's /get_token (forceJwtEndpoint: "matrix_2_0") ----

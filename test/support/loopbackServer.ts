@@ -20,11 +20,19 @@ export type Handler = (req: RecordedRequest, res: ServerResponse) => void;
 /** The one way the tests hold a server's answer: requests kept unanswered, in arrival order, until answered. */
 export class HeldRequests {
   private readonly queue: { req: RecordedRequest; res: ServerResponse }[] = [];
-  /** The route handler that holds a request. */
-  readonly handler: Handler = (req, res) => void this.queue.push({ req, res });
+  /** The route handler that holds a request, until it is answered or its client goes away. */
+  readonly handler: Handler = (req, res) => {
+    const entry = { req, res };
+    this.queue.push(entry);
+    res.once("close", () => {
+      const i = this.queue.indexOf(entry);
+      if (i >= 0) this.queue.splice(i, 1);
+    });
+  };
 
   constructor(private readonly path: string) {}
 
+  /** Requests held now (one whose client went away is no longer held). */
   get count(): number {
     return this.queue.length;
   }

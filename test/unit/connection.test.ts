@@ -111,7 +111,7 @@ describe("Connection happy path", () => {
       LivekitDisconnected,
     ]);
     await flush();
-    expect(h.connection.actor.getSnapshot().value).toEqual({ Livekit: "lost" });
+    expect(h.connection.actor.getSnapshot().value).toEqual({ Livekit: { room: "lost", delayedLeave: "NotRequested" } });
     expect(h.room.connectCalls).toHaveLength(1);
     await h.connection.stop();
   });

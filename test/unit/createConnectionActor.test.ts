@@ -43,7 +43,7 @@ describe("createConnectionActor", () => {
     const logger = recordingLogger();
     const actor = createConnectionActor({ ...options(), room, logger }).start();
     actor.send({ type: "START" });
-    await waitFor(actor, (s) => s.matches({ Livekit: "connected" }), { timeout: 2000 });
+    await waitFor(actor, (s) => s.matches({ Livekit: { room: "connected" } }), { timeout: 2000 });
     expect(room.connectCalls).toEqual([{ url: SFU_URL, token: JWT }]);
     actor.send({ type: "STOP" });
     await waitFor(actor, (s) => s.matches("Stopped"), { timeout: 2000 });
@@ -53,9 +53,9 @@ describe("createConnectionActor", () => {
       "info state Initialized",
       "info state FetchingConfig.RequestingOpenIdToken",
       "info state FetchingConfig.RequestingSFUConfig",
-      "info state Livekit.disconnected",
-      "info state Livekit.connecting",
-      "info state Livekit.connected",
+      "info state Livekit.{room.disconnected, delayedLeave.NotRequested}",
+      "info state Livekit.{room.connecting, delayedLeave.NotRequested}",
+      "info state Livekit.{room.connected, delayedLeave.NotRequested}",
       "info state Stopping.ThenStop",
       "info state Stopped",
       "info state Disposed",

@@ -7,6 +7,7 @@ import {
   FailToGetOpenIdToken,
   InsufficientCapacityError,
   LivekitConnectionError,
+  NoMatrix2AuthorizationService,
   PeerConnectionTimeoutError,
   SFURoomCreationRestrictedError,
   UnknownCallError,
@@ -86,6 +87,12 @@ describe("error classes", () => {
       title: "Something went wrong",
     },
     {
+      error: new NoMatrix2AuthorizationService(new Error("x")),
+      code: ErrorCode.NO_MATRIX_2_AUTHORIZATION_SERVICE,
+      category: ErrorCategory.CONFIGURATION_ISSUE,
+      title: "Something went wrong",
+    },
+    {
       error: new InsufficientCapacityError(),
       code: ErrorCode.INSUFFICIENT_CAPACITY_ERROR,
       category: ErrorCategory.UNKNOWN,
@@ -130,6 +137,22 @@ describe("error classes", () => {
     expect(error.localisedTitle).toBe(title);
     expect(error.localisedMessage).toEqual(expect.any(String));
     expect(error.name).toBe(error.constructor.name);
+  });
+});
+
+describe("NoMatrix2AuthorizationService", () => {
+  test("has Element Call's code, category, title and message, and keeps the failure of /get_token as cause", () => {
+    const failure = new Error("POST https://auth.example.org/get_token answered 404 M_UNRECOGNIZED");
+    const error = new NoMatrix2AuthorizationService(failure);
+    expect(error.code).toBe("NO_MATRIX_2_0_AUTHORIZATION_SERVICE");
+    expect(error.category).toBe(ErrorCategory.CONFIGURATION_ISSUE);
+    expect(error.message).toBe("Something went wrong");
+    expect(error.localisedTitle).toBe("Something went wrong");
+    expect(error.localisedMessage).toBe("The authorization service for your media server (SFU) is out of date.");
+    expect(error.name).toBe("NoMatrix2AuthorizationService");
+    expect(error.cause).toBe(failure);
+    expect(error).toBeInstanceOf(CallError);
+    expect(toCallError(error)).toBe(error);
   });
 });
 

@@ -24,6 +24,7 @@ describe("the bare connectionMachine (no actors provided)", () => {
     const invokes = nodes.flatMap((node) => node.invoke.map((i) => ({ id: i.id, src: i.src })));
     expect(invokes.map((i) => i.id).sort()).toEqual([
       "connectRoom",
+      "delegateDelayedLeave",
       "disconnectRoom",
       "requestOpenIdToken",
       "requestSFUConfig",

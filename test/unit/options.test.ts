@@ -1,5 +1,13 @@
 /** Options are checked by type, once, before anything is made: a TypeError that names the option. */
-import { Connection, DEFAULT_RECONNECT_POLICY, createConnectionActor, type ConnectionOpts } from "../../src";
+import { inspect } from "node:util";
+import {
+  Connection,
+  DEFAULT_RECONNECT_POLICY,
+  Secret,
+  createConnectionActor,
+  reveal,
+  type ConnectionOpts,
+} from "../../src";
 import { FakeRoom } from "../support/fakeRoom";
 import {
   DEVICE_ID,
@@ -100,6 +108,43 @@ describe("a malformed option is a TypeError naming it, before the room is made o
     ["NaN as the JWT margin", { jwtMarginMs: NaN }, /jwtMarginMs must be .* not NaN/],
     ["a clock without timers", { clock: {} }, /clock must have setTimeout\(\) and clearTimeout\(\)/],
     [
+      "forceJwtEndpoint that is neither legacy nor matrix_2_0",
+      { forceJwtEndpoint: "v2" },
+      /forceJwtEndpoint must be "legacy" or "matrix_2_0", not "v2"/,
+    ],
+    ["delayedLeave as a string", { delayedLeave: "syd_abc" }, /delayedLeave must be an object/],
+    ["an empty delayedLeave", { delayedLeave: {} }, /delayedLeave.delayId must be a non-empty string/],
+    [
+      "a delayedLeave without delayId",
+      { delayedLeave: { delayTimeoutMs: 10_000 } },
+      /delayedLeave.delayId must be a non-empty string/,
+    ],
+    [
+      "a delayedLeave with an empty delayId",
+      { delayedLeave: { delayId: "", delayTimeoutMs: 10_000 } },
+      /delayedLeave.delayId must be a non-empty string/,
+    ],
+    [
+      "a delayedLeave without delayTimeoutMs",
+      { delayedLeave: { delayId: "syd_abc" } },
+      /delayedLeave.delayTimeoutMs must be a whole number of milliseconds from 1 to \d+, not undefined/,
+    ],
+    [
+      "a negative delayedLeave.delayTimeoutMs",
+      { delayedLeave: { delayId: "syd_abc", delayTimeoutMs: -1 } },
+      /delayedLeave.delayTimeoutMs must be a whole number of milliseconds .* not -1/,
+    ],
+    [
+      "delayedLeave.delayTimeoutMs as a string",
+      { delayedLeave: { delayId: "syd_abc", delayTimeoutMs: "10000" } },
+      /delayedLeave.delayTimeoutMs must be .* not 10000/,
+    ],
+    [
+      "delayedLeave.csApiUrl that is not a string",
+      { delayedLeave: { delayId: "syd_abc", delayTimeoutMs: 10_000, csApiUrl: 42 } },
+      /delayedLeave.csApiUrl must be a non-empty string/,
+    ],
+    [
       "a room without remoteParticipants",
       { livekitRoomFactory: () => Object.assign(new FakeRoom(), { remoteParticipants: undefined }) },
       /the room has no remoteParticipants map/,
@@ -122,6 +167,7 @@ describe("a malformed option is a TypeError naming it, before the room is made o
   test.each([
     ["signal: null", { signal: null }],
     ["existingSFUConfig: null", { existingSFUConfig: null }],
+    ["delayedLeave: null", { delayedLeave: null }],
   ])("%s means none, as it did", (_name, change) => {
     expect(() => new Connection({ ...valid(), ...change } as unknown as ConnectionOpts<FakeRoom>)).not.toThrow();
   });
@@ -183,6 +229,50 @@ describe("the reconnect policy and the JWT margin", () => {
     ],
   ])("reconnect: %s", (_name, reconnect, expected) => {
     expect(contextOf({ reconnect }).reconnect).toEqual(expected);
+  });
+});
+
+describe("the delayed leave", () => {
+  const DELAY_ID = "syd_delayed-leave-SECRET-77e1";
+  const contextOf = (change: Record<string, unknown>) =>
+    new Connection({ ...valid(), ...change } as ConnectionOpts<FakeRoom>).actor.getSnapshot().context;
+
+  test("null or left out means none", () => {
+    expect(contextOf({ delayedLeave: null }).delayedLeave).toBeUndefined();
+    expect(contextOf({}).delayedLeave).toBeUndefined();
+  });
+
+  test("a valid one is in the snapshot's context inside a Secret: serialising the context shows no delay id", () => {
+    const context = contextOf({
+      delayedLeave: { delayId: DELAY_ID, delayTimeoutMs: 18_000, csApiUrl: "https://synapse.m.localhost" },
+    });
+    expect(context.delayedLeave).toBeInstanceOf(Secret);
+    expect(reveal(context.delayedLeave!)).toStrictEqual({
+      delayId: DELAY_ID,
+      delayTimeoutMs: 18_000,
+      csApiUrl: "https://synapse.m.localhost",
+    });
+    const { deps: _deps, ...rest } = context; // deps hold the Matrix client, which is not serialisable
+    expect(JSON.stringify(rest)).not.toContain(DELAY_ID);
+    expect(inspect(context, { depth: Infinity })).not.toContain(DELAY_ID);
+    expect(
+      reveal(contextOf({ delayedLeave: { delayId: DELAY_ID, delayTimeoutMs: 10_000 } }).delayedLeave!),
+    ).not.toHaveProperty("csApiUrl");
+  });
+
+  // lk-jwt-service (requests.go) decodes delay_timeout into a Go int and refuses one <= 0: a fraction fails the
+  // body's decoding (400 M_NOT_JSON, which is not retried without the fields, so the token request fails), and 0
+  // is 400 M_BAD_JSON (the token request then leaves the fields out: silently no delegation) and always refused
+  // by /delegate_delayed_leave. Matrix delays (MSC4140) are whole milliseconds too.
+  test.each([
+    ["0", 0],
+    ["a fraction of a millisecond", 1500.5],
+  ])("delayedLeave.delayTimeoutMs of %s, which lk-jwt-service refuses, is a TypeError naming it", (_name, ms) => {
+    expect(() => contextOf({ delayedLeave: { delayId: DELAY_ID, delayTimeoutMs: ms } })).toThrow(TypeError);
+    expect(() => contextOf({ delayedLeave: { delayId: DELAY_ID, delayTimeoutMs: ms } })).toThrow(
+      /delayedLeave.delayTimeoutMs/,
+    );
+    expect(server.requests).toHaveLength(0);
   });
 });
 

@@ -145,7 +145,7 @@ describe("reconnecting a lost connection", () => {
       await flush();
       h.clock.increment(10 * 60_000);
       await flush();
-      expect(value(h)).toEqual({ Livekit: "lost" });
+      expect(value(h)).toEqual({ Livekit: { room: "lost", delayedLeave: "NotRequested" } });
       expect(h.connection.state$.value).toBe(disconnected);
       expect(h.room.connectCalls).toHaveLength(1);
       await h.connection.stop();
@@ -158,7 +158,7 @@ describe("reconnecting a lost connection", () => {
     await flush();
     h.clock.increment(10 * 60_000);
     await flush();
-    expect(value(h)).toEqual({ Livekit: "lost" });
+    expect(value(h)).toEqual({ Livekit: { room: "lost", delayedLeave: "NotRequested" } });
     expect(h.states.at(-1)).toBe(disconnected);
     expect(h.room.connectCalls).toHaveLength(1);
     await h.connection.stop();
@@ -507,7 +507,7 @@ describe("the JWT's lifetime", () => {
       const actor = createConnectionActor({ ...options(), room }).start();
       const connectedOnce = async () => {
         actor.send({ type: "START" });
-        return (await waitFor(actor, (s) => s.matches({ Livekit: "connected" }), { timeout: 2000 })).context;
+        return (await waitFor(actor, (s) => s.matches({ Livekit: { room: "connected" } }), { timeout: 2000 })).context;
       };
       const first = await connectedOnce();
       actor.send({ type: "STOP" });
