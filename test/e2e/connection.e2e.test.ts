@@ -7,6 +7,7 @@
  * The scenarios live in scenarios/, one file per family; they share one stack and one browser and run one after
  * the other, so this one test file runs them all.
  */
+import { delegationScenarios } from "./scenarios/delegation";
 import { lifecycleScenarios } from "./scenarios/lifecycle";
 import { measuredScenarios } from "./scenarios/measured";
 import { refusalScenarios } from "./scenarios/refusals";
@@ -36,5 +37,6 @@ describe("Connection in Chromium against a real LiveKit", () => {
   stoppingScenarios();
   refusalScenarios();
   sfuEventScenarios();
+  delegationScenarios();
   measuredScenarios();
 });

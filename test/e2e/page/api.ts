@@ -41,6 +41,25 @@ export interface ConnectionParams {
   reconnect?: false | { maxAttempts?: number; initialDelayMs?: number; maxDelayMs?: number };
   /** How long the JWT must stay valid for a start to reuse the SFU config (default: the package's, 60 s). */
   jwtMarginMs?: number;
+  /** Use only one of the auth service's endpoints (passed on only when given). */
+  forceJwtEndpoint?: "legacy" | "matrix_2_0";
+  /** A delayed leave for the auth service to take over (passed on only when given). */
+  delayedLeave?: DelayedLeaveParams;
+}
+
+/** The package's `DelayedLeaveOptions`, spelled out (the delay id is a secret: never print it). */
+export interface DelayedLeaveParams {
+  delayId: string;
+  delayTimeoutMs: number;
+  csApiUrl?: string;
+}
+
+/** A Matrix client of the page's own (matrix-js-sdk), for the Matrix side of a scenario. */
+export interface MatrixParams {
+  baseUrl: string;
+  accessToken: string;
+  userId: string;
+  deviceId: string;
 }
 
 /** A `state$` value: a ConnectionState, or a CallError. `t` is ms since the connection was created. */
@@ -66,10 +85,19 @@ export interface Recording {
    */
   roomEvents: { t: number; event: string }[];
   /**
-   * The statechart's own state (`connection.actor`), as a dotted path (`Livekit.connected`, `WaitingToReconnect`,
-   * `Failed.ConnectionLost`, …), each change in order; `state$` shows several of these as the same value.
+   * The statechart's own state (`connection.actor`), as a dotted path (`Livekit.room.connected`,
+   * `WaitingToReconnect`, `Failed.ConnectionLost`, …), each change in order; `state$` shows several of these as the
+   * same value. In the parallel `Livekit` state only its `room` region counts here (see `delegation`).
    */
   machineStates: { t: number; state: string }[];
+  /**
+   * The delegation region of the chart (`Livekit.delayedLeave`: `NotRequested`, `WaitingForConnection`,
+   * `Delegating`, `Delegated`, `Failed`; `Checking` is left in the same step), each change, recorded while the
+   * chart is in `Livekit`. `machineStates` leaves this region out.
+   */
+  delegation: { t: number; state: string }[];
+  /** The statechart's `context.delegationError`, described as a cause chain, when the recording is taken. */
+  delegationError?: string;
   /** The statechart's `context.reconnectAttempts` when the recording is taken. */
   reconnectAttempts: number;
   /**
@@ -121,6 +149,24 @@ export interface E2eApi {
   publishFakeMedia(id: string, what: { camera?: boolean; microphone?: boolean }): Promise<void>;
   /** Every RTCPeerConnection the page has created so far (all connections), in creation order. */
   peerConnections(): Promise<PeerConnectionReport[]>;
+  /** `connection.updateDelayedLeave(delayedLeave)` (`null`: none). */
+  updateDelayedLeave(id: string, delayedLeave: DelayedLeaveParams | null): void;
+  /** matrix-js-sdk `createRoom` (private, no federation): a real Matrix room; returns its id. */
+  matrixCreateRoom(p: MatrixParams): Promise<string>;
+  /** matrix-js-sdk `sendStateEvent`. */
+  matrixSendState(p: MatrixParams, roomId: string, type: string, content: object, stateKey: string): Promise<void>;
+  /**
+   * matrix-js-sdk `_unstable_sendDelayedStateEvent` (MSC4140: `PUT …/state/{type}/{key}?org.matrix.msc4140.delay=`),
+   * as a MatrixRTC membership manager schedules its leave; returns the delay id.
+   */
+  matrixScheduleDelayedState(
+    p: MatrixParams,
+    roomId: string,
+    type: string,
+    content: object,
+    stateKey: string,
+    delayMs: number,
+  ): Promise<string>;
 }
 
 declare global {

@@ -12,10 +12,10 @@ import {
   setLogLevel,
   type RoomOptions,
 } from "livekit-client";
-import { createClient } from "matrix-js-sdk";
+import { createClient, Preset, Visibility, type MatrixClient } from "matrix-js-sdk";
 import type { Observable, Subscription } from "rxjs";
 import { Connection, isCallError, type CallError, type Logger } from "../../../src";
-import type { ConnectionParams, E2eApi, PeerConnectionReport, Recording, StateRecord } from "./api";
+import type { ConnectionParams, E2eApi, MatrixParams, PeerConnectionReport, Recording, StateRecord } from "./api";
 
 setLogLevel((new URLSearchParams(location.search).get("lklog") as LogLevel | null) ?? LogLevel.info);
 
@@ -134,7 +134,7 @@ function stateName(r: StateRecord): string {
   return "state" in r ? r.state : r.error;
 }
 
-/** An xstate state value as a dotted path: `"Stopped"`, `{Livekit: "connected"}` → `"Livekit.connected"`. */
+/** An xstate state value as a dotted path: `"Stopped"`, `{Failed: "ConnectionLost"}` → `"Failed.ConnectionLost"`. */
 function statePath(value: unknown): string {
   if (typeof value === "string") return value;
   if (value && typeof value === "object") {
@@ -146,6 +146,29 @@ function statePath(value: unknown): string {
       .join(",");
   }
   return "";
+}
+
+/**
+ * The chart's state split in two: the path without the delegation region (`{Livekit: {room: "connected",
+ * delayedLeave: "Delegated"}}` → `"Livekit.room.connected"`), and the delegation region's state (`"Delegated"`;
+ * undefined outside `Livekit`).
+ */
+function splitState(value: unknown): { machine: string; delegation?: string } {
+  if (value && typeof value === "object" && "Livekit" in value) {
+    const livekit = (value as { Livekit: unknown }).Livekit;
+    if (livekit && typeof livekit === "object") {
+      const { delayedLeave, ...rest } = livekit as Record<string, unknown>;
+      return {
+        machine: statePath({ Livekit: rest }),
+        delegation: delayedLeave === undefined ? undefined : statePath(delayedLeave),
+      };
+    }
+  }
+  return { machine: statePath(value) };
+}
+
+function matrixClient(p: MatrixParams): MatrixClient {
+  return createClient({ baseUrl: p.baseUrl, accessToken: p.accessToken, userId: p.userId, deviceId: p.deviceId });
 }
 
 function roomOptions(p: ConnectionParams): RoomOptions | undefined {
@@ -160,7 +183,14 @@ interface Entry {
   t0: number;
   rec: Omit<
     Recording,
-    "roomState" | "livekitAlias" | "localIdentity" | "remoteTracks" | "reconnectAttempts" | "epochAtT0" | "webSockets"
+    | "roomState"
+    | "livekitAlias"
+    | "localIdentity"
+    | "remoteTracks"
+    | "reconnectAttempts"
+    | "epochAtT0"
+    | "webSockets"
+    | "delegationError"
   >;
 }
 
@@ -230,6 +260,8 @@ export const api: E2eApi = {
         // (only when given, so the package's defaults are what a scenario without them tests)
         ...(p.reconnect !== undefined ? { reconnect: p.reconnect } : {}),
         ...(p.jwtMarginMs !== undefined ? { jwtMarginMs: p.jwtMarginMs } : {}),
+        ...(p.forceJwtEndpoint !== undefined ? { forceJwtEndpoint: p.forceJwtEndpoint } : {}),
+        ...(p.delayedLeave !== undefined ? { delayedLeave: p.delayedLeave } : {}),
       },
       consoleLogger(`[e2e ${id}]`),
     );
@@ -237,7 +269,15 @@ export const api: E2eApi = {
       connection,
       room: room!,
       t0: performance.now(),
-      rec: { states: [], participants: [], starts: [], stops: [], roomEvents: [], machineStates: [] },
+      rec: {
+        states: [],
+        participants: [],
+        starts: [],
+        stops: [],
+        roomEvents: [],
+        machineStates: [],
+        delegation: [],
+      },
     };
     const roomEvent = (event: string) => e.rec.roomEvents.push({ t: now(e), event });
     e.room.on(RoomEvent.Reconnecting, () => roomEvent("reconnecting"));
@@ -247,9 +287,17 @@ export const api: E2eApi = {
       roomEvent(`disconnected(${reason === undefined ? "no reason" : (DisconnectReason[reason] ?? String(reason))})`),
     );
     entries.set(id, e);
+    let inLivekit = false;
     const machineState = (value: unknown): void => {
-      const state = statePath(value);
+      const { machine: state, delegation } = splitState(value);
       if (e.rec.machineStates.at(-1)?.state !== state) e.rec.machineStates.push({ t: now(e), state });
+      // (each entry into Livekit starts the region afresh: its first state is recorded even if it equals the
+      // previous run's last)
+      const entering = delegation !== undefined && !inLivekit;
+      inLivekit = delegation !== undefined;
+      if (delegation !== undefined && (entering || e.rec.delegation.at(-1)?.state !== delegation)) {
+        e.rec.delegation.push({ t: now(e), state: delegation });
+      }
     };
     machineState(connection.actor.getSnapshot().value); // (subscribe reports changes only)
     connection.actor.subscribe({ next: (snapshot) => machineState(snapshot.value), error: () => {} });
@@ -319,6 +367,7 @@ export const api: E2eApi = {
       ...structuredClone(e.rec),
       roomState: e.room.state,
       reconnectAttempts: e.connection.actor.getSnapshot().context.reconnectAttempts,
+      delegationError: describeCause(e.connection.actor.getSnapshot().context.delegationError),
       epochAtT0: performance.timeOrigin + e.t0,
       webSockets: webSockets
         .filter((w) => w.at >= e.t0)
@@ -344,6 +393,35 @@ export const api: E2eApi = {
 
   peerConnections() {
     return Promise.all(peerConnections.map(reportOf));
+  },
+
+  updateDelayedLeave(id, delayedLeave) {
+    entry(id).connection.updateDelayedLeave(delayedLeave ?? undefined);
+  },
+
+  async matrixCreateRoom(p) {
+    const { room_id } = await matrixClient(p).createRoom({
+      visibility: Visibility.Private,
+      preset: Preset.PrivateChat,
+      name: "e2e call",
+    });
+    return room_id;
+  },
+
+  async matrixSendState(p, roomId, type, content, stateKey) {
+    // (a custom state type: matrix-js-sdk's typing knows only its own)
+    await matrixClient(p).sendStateEvent(roomId, type as never, content as never, stateKey);
+  },
+
+  async matrixScheduleDelayedState(p, roomId, type, content, stateKey, delayMs) {
+    const { delay_id } = await matrixClient(p)._unstable_sendDelayedStateEvent(
+      roomId,
+      { delay: delayMs },
+      type as never,
+      content as never,
+      stateKey,
+    );
+    return delay_id;
   },
 };
 

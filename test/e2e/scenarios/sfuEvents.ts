@@ -22,7 +22,7 @@ const LOST = [...HAPPY, "signalReconnecting", "disconnected"];
 /** A reconnect attempt of the package while the SFU is down: the connect fails, and it waits again. */
 const FAILED_ATTEMPT = ["connecting", "disconnected"];
 
-/** How many times the statechart entered `state` (a dotted path, e.g. `Livekit.connecting`) at or after `fromT`. */
+/** How many times the statechart entered `state` (a dotted path, e.g. `Livekit.room.connecting`) at or after `fromT`. */
 const entered = (rec: Recording, state: string, fromT = 0): number =>
   rec.machineStates.filter((m) => m.state === state && m.t >= fromT).length;
 
@@ -178,7 +178,7 @@ export function sfuEventScenarios(): void {
         expect(stateNames(rec)).toEqual(lostThen(2, ["connecting", "Error:ConnectionLostError/CONNECTION_LOST_ERROR"]));
         expect(rec.states.at(-1)).toMatchObject({ message: "Connection lost" });
         const lostAt = timeOf(rec, "disconnected", 1)!;
-        expect(entered(rec, "Livekit.connecting", lostAt)).toBe(3);
+        expect(entered(rec, "Livekit.room.connecting", lostAt)).toBe(3);
         expect(rec.machineStates.at(-1)?.state).toBe("Failed.ConnectionLost");
         expect(rec.starts).toEqual([expect.objectContaining({ outcome: "resolved" })]);
         expect(rec.roomState).toBe("disconnected");
@@ -228,7 +228,7 @@ export function sfuEventScenarios(): void {
             "Stopped",
           ]);
           const lostAt = timeOf(later, "disconnected", 1)!;
-          expect(entered(later, "Livekit.connecting", lostAt)).toBe(0);
+          expect(entered(later, "Livekit.room.connecting", lostAt)).toBe(0);
           expect(later.webSockets.filter((w) => w.t >= lostAt)).toEqual([]);
           expect(later.starts).toHaveLength(1);
           console.log(
@@ -273,7 +273,7 @@ export function sfuEventScenarios(): void {
       await new Promise((r) => setTimeout(r, 3500));
       const rf = await first.recording();
       expect(stateNames(rf)).toEqual([...HAPPY, "disconnected"]);
-      expect(rf.machineStates.at(-1)?.state).toBe("Livekit.lost");
+      expect(rf.machineStates.at(-1)?.state).toBe("Livekit.room.lost");
       expect(rf.machineStates.map((m) => m.state)).not.toContain("WaitingToReconnect");
       expect(tab1.websockets).toHaveLength(1);
       expect(rf.roomEvents.map((e) => e.event)).toEqual(["disconnected(DUPLICATE_IDENTITY)"]);

@@ -7,16 +7,29 @@ import { createHash, randomBytes } from "node:crypto";
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { RoomServiceClient, type ParticipantInfo } from "livekit-server-sdk";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
-import type { ConnectionParams, PeerConnectionReport, Recording, StateRecord } from "../page/api";
+import type {
+  ConnectionParams,
+  DelayedLeaveParams,
+  MatrixParams,
+  PeerConnectionReport,
+  Recording,
+  StateRecord,
+} from "../page/api";
 import { readE2eEnv, type E2eEnv, type E2eUser } from "./env";
 
-export type Variant = "main" | "restricted" | "full" | "limited";
+/** A jwt service of the stack (`legacy` and `old` are older auth services on main's LiveKit). */
+export type Variant = "main" | "restricted" | "full" | "limited" | "legacy" | "old";
 
-/** Hides LiveKit JWTs and Matrix access tokens in anything a test prints (LiveKit echoes rejected tokens). */
+/**
+ * Hides LiveKit JWTs, Matrix access tokens and Synapse's delay ids (`syd_…`: whoever knows one can send or cancel
+ * the delayed event, no access token needed) in anything a test prints (LiveKit echoes rejected tokens).
+ */
 export function redact(text: string): string {
   return text
     .replace(/eyJ[\w-]+\.[\w-]+\.[\w-]+/g, "[jwt]")
     .replace(/\bsyt_[\w-]+/g, "[access token]")
+    .replace(/\bsyd_[\w-]+/g, "[delay id]")
+    .replace(/("(?:access_token|delay_id|delayId)"\s*:\s*")[^"]*"/g, '$1[redacted]"')
     .replace(/(access_token=)[^&\s"]+/g, "$1[redacted]");
 }
 
@@ -59,6 +72,20 @@ class LogTail {
       return statSync(path).size;
     } catch {
       return 0;
+    }
+  }
+  /** Every line written since construction (at most the last 4 MiB). */
+  lines(): string[] {
+    const end = LogTail.size(this.path);
+    if (end <= this.start) return [];
+    const fd = openSync(this.path, "r");
+    try {
+      const len = Math.min(end - this.start, 4 * 1024 * 1024);
+      const buf = Buffer.alloc(len);
+      readSync(fd, buf, 0, len, end - len);
+      return buf.toString("utf8").split("\n").filter(Boolean);
+    } finally {
+      closeSync(fd);
     }
   }
   read(maxLines = 60): string {
@@ -108,6 +135,9 @@ export class ConnectionHandle {
   publishFakeMedia(what: { camera?: boolean; microphone?: boolean }): Promise<void> {
     return this.page.evaluate(([id, w]) => window.e2e.publishFakeMedia(id, w), [this.id, what] as const);
   }
+  updateDelayedLeave(delayedLeave: DelayedLeaveParams | null): Promise<void> {
+    return this.page.evaluate(([id, d]) => window.e2e.updateDelayedLeave(id, d), [this.id, delayedLeave] as const);
+  }
 }
 
 /** A user: a browser context of their own, with the test page loaded. */
@@ -129,6 +159,55 @@ export class UserPage {
 
   peerConnections(): Promise<PeerConnectionReport[]> {
     return this.page.evaluate(() => window.e2e.peerConnections());
+  }
+
+  /** This user's Matrix client parameters, for the page's own matrix-js-sdk client. */
+  get matrix(): MatrixParams {
+    return {
+      baseUrl: this.e2e.env.stack.homeserver.base_url,
+      accessToken: this.user.access_token,
+      userId: this.user.user_id,
+      deviceId: this.user.device_id,
+    };
+  }
+
+  /** A real Matrix room, created by the page's matrix-js-sdk client; returns its id. */
+  createMatrixRoom(): Promise<string> {
+    return this.page.evaluate((m) => window.e2e.matrixCreateRoom(m), this.matrix);
+  }
+
+  /** A state event, sent by the page's matrix-js-sdk client. */
+  sendState(roomId: string, type: string, content: object, stateKey: string): Promise<void> {
+    return this.page.evaluate(([m, r, t, c, k]) => window.e2e.matrixSendState(m, r, t, c, k), [
+      this.matrix,
+      roomId,
+      type,
+      content,
+      stateKey,
+    ] as const);
+  }
+
+  /** A delayed state event (MSC4140), scheduled by the page's matrix-js-sdk client; returns its delay id. */
+  scheduleDelayedState(roomId: string, type: string, content: object, stateKey: string, delayMs: number) {
+    return this.page.evaluate(([m, r, t, c, k, d]) => window.e2e.matrixScheduleDelayedState(m, r, t, c, k, d), [
+      this.matrix,
+      roomId,
+      type,
+      content,
+      stateKey,
+      delayMs,
+    ] as const);
+  }
+
+  /**
+   * Crashes the page's renderer (CDP `Page.crash`): no `pagehide`/`beforeunload` (on which livekit-client
+   * disconnects, sending a leave), no JavaScript at all any more; the browser closes the page's sockets.
+   */
+  async crash(): Promise<void> {
+    const cdp = await this.context.newCDPSession(this.page);
+    const crashed = this.page.waitForEvent("crash", { timeout: 10_000 });
+    void cdp.send("Page.crash").catch(() => {}); // (its answer never comes: the renderer is gone)
+    await crashed;
   }
 
   /** A Connection for this user to the given variant's jwt service (a fresh memberId each time). */
@@ -181,6 +260,17 @@ export class E2e {
     this.tails.set(name, new LogTail(path));
   }
 
+  /** The JSON lines a stack jwt service (`lk-jwt-<variant>`) logged since the test began, parsed. */
+  jwtLog(variant: Variant = "main"): Record<string, unknown>[] {
+    return (this.tails.get(`lk-jwt-${variant}`)?.lines() ?? []).map((l) => {
+      try {
+        return JSON.parse(l) as Record<string, unknown>;
+      } catch {
+        return { unparsed: l };
+      }
+    });
+  }
+
   /** Adds a section (computed when the report is made, e.g. what a proxy saw) to the current test's failure report. */
   addReport(name: string, describe: () => string): void {
     this.extras.set(name, describe);
@@ -229,8 +319,10 @@ export class E2e {
   }
 
   roomService(variant: Variant = "main"): RoomServiceClient {
-    const { livekit, livekit_api_key, livekit_api_secret } = this.env.stack;
-    return new RoomServiceClient(livekit[variant]!.http_url, livekit_api_key, livekit_api_secret);
+    const { livekit, jwt_services, livekit_api_key, livekit_api_secret } = this.env.stack;
+    // (legacy and old have no LiveKit of their own: main's)
+    const lk = livekit[variant] ?? livekit[jwt_services[variant]!.livekit]!;
+    return new RoomServiceClient(lk.http_url, livekit_api_key, livekit_api_secret);
   }
 
   /** Identities the SFU lists in the room (none when the room does not exist). */
