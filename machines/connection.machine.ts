@@ -51,11 +51,6 @@ export interface SFUCredentials {
   livekitIdentity: string;
   /** When the JWT expires (its `exp`, in ms since the epoch); undefined for a JWT without `exp`. */
   expiresAt: number | undefined;
-  /**
-   * Whether the auth service accepted the delayed leave's fields in the token request that issued it (which
-   * does not say it acts on them: lk-jwt-service v0.5.0 accepts and ignores them).
-   */
-  delayFieldsAccepted?: boolean;
 }
 
 /** When and how often a lost connection is made again. */
@@ -218,13 +213,11 @@ export const connectionMachine = setup({
       sfuConfigReused: false,
     }),
     forgetSFUConfig: assign({ sfuConfig: undefined, sfuConfigReused: false }),
-    /** The DELAYED_LEAVE_CHANGED event's delayed leave. */
     storeDelayedLeave: assign({
-      delayedLeave: ({ context, event }) =>
-        event.type === "DELAYED_LEAVE_CHANGED" ? event.delayedLeave : context.delayedLeave,
-      delegationError: undefined,
+      delayedLeave: (_, params: { delayedLeave: Sealed<DelayedLeave> | undefined }) => params.delayedLeave,
     }),
     storeDelegationError: assign({ delegationError: ({ event }) => (event as { error?: unknown }).error }),
+    clearDelegationError: assign({ delegationError: undefined }),
     forgetOpenIdToken: assign({ openIdToken: undefined }),
     /** The error of the `xstate.error.actor.*` event at hand (an event without one keeps the stored error). */
     storeError: assign({
@@ -274,6 +267,7 @@ export const connectionMachine = setup({
   delays: {
     /** `initialDelayMs`, doubled for each attempt made, at most `maxDelayMs`. */
     reconnectDelay: ({ context }) => {
+      // (never without a policy: WaitingToReconnect is left at once then, as its attempts are spent)
       const policy = context.reconnect || DEFAULT_RECONNECT_POLICY;
       return Math.min(policy.initialDelayMs * 2 ** context.reconnectAttempts, policy.maxDelayMs);
     },
@@ -285,7 +279,9 @@ export const connectionMachine = setup({
   initial: "Initialized",
   on: {
     // Kept for the next run; in Livekit, the delegation region takes it at once.
-    DELAYED_LEAVE_CHANGED: { actions: "storeDelayedLeave" },
+    DELAYED_LEAVE_CHANGED: {
+      actions: { type: "storeDelayedLeave", params: ({ event }) => ({ delayedLeave: event.delayedLeave }) },
+    },
   },
   context: ({ input }) => ({
     deps: input.deps,
@@ -347,7 +343,7 @@ export const connectionMachine = setup({
         },
         RequestingSFUConfig: {
           description:
-            "Trading the OpenID token at the auth service (POST /get_token, falling back to the legacy /sfu/get) for the SFU URL and JWT, with retries and a time limit.",
+            "Trading the OpenID token at the auth service (POST /get_token, falling back to the legacy /sfu/get, or only one of them with forceJwtEndpoint) for the SFU URL and JWT, with retries and a time limit; the delayed leave's fields go with it.",
           invoke: {
             id: "requestSFUConfig",
             src: "requestSFUConfig",
@@ -476,7 +472,10 @@ export const connectionMachine = setup({
           initial: "Checking",
           on: {
             // (not reenter: that would re-enter the whole parallel state, the room region and its connect too)
-            DELAYED_LEAVE_CHANGED: { target: ".Checking", actions: "storeDelayedLeave" },
+            DELAYED_LEAVE_CHANGED: {
+              target: ".Checking",
+              actions: { type: "storeDelayedLeave", params: ({ event }) => ({ delayedLeave: event.delayedLeave }) },
+            },
           },
           states: {
             Checking: {
@@ -499,6 +498,7 @@ export const connectionMachine = setup({
             },
             Delegating: {
               description: "POST /delegate_delayed_leave, with a fresh OpenID token, within the SFU-config time limit.",
+              entry: "clearDelegationError",
               invoke: {
                 id: "delegateDelayedLeave",
                 src: "delegateDelayedLeave",
@@ -603,7 +603,7 @@ export const connectionMachine = setup({
         },
         InsufficientCapacity: {
           description:
-            "The SFU is over its limits: LiveKit's validate endpoint answered 503 or 429, or LiveKit sent a JOIN_FAILURE leave request.",
+            "The SFU is over its limits: 503 or 429 from LiveKit's validate endpoint (asked after a WebSocket failure) or in the connect's error, or a JOIN_FAILURE leave request.",
         },
         RoomCreationRestricted: {
           description: "The LiveKit room does not exist and this user may not create it (404).",

@@ -1,19 +1,13 @@
 import { RoomEvent, type RemoteParticipant, type Room } from "livekit-client";
 import { BehaviorSubject, type Observable } from "rxjs";
 import { waitFor, type Actor, type SnapshotFrom } from "xstate";
-import type { ConnectionMachine } from "../machines/connection.machine";
+import type { ConnectionMachine, DelayedLeave } from "../machines/connection.machine";
 import { ConnectionState, connectionStateOf } from "./connectionState";
 import { newConnectionActor, stateLogger } from "./createConnectionActor";
 import { toCallError, type CallError } from "./errors";
 import { silentLogger } from "./logger";
-import { checkConnectionOptions, checkDelayedLeave, checkLogger, childLogger } from "./options";
-import type {
-  ConnectionActorOptions,
-  DelayedLeaveOptions,
-  LivekitRoomLike,
-  LivekitTransportConfig,
-  Logger,
-} from "./types";
+import { checkConnectionOptions, checkLogger, childLogger, sealedDelayedLeave } from "./options";
+import type { ConnectionActorOptions, LivekitRoomLike, LivekitTransportConfig, Logger } from "./types";
 
 /** An observable that always has a current value, like Element Call's `Behavior`. */
 export type Behavior<T> = Observable<T> & { readonly value: T };
@@ -144,8 +138,8 @@ export class Connection<R extends LivekitRoomLike = Room> {
   }
 
   /**
-   * Starts the pipeline (OpenID → SFU config → LiveKit); `FetchingConfig` (with `existingSFUConfig`:
-   * `disconnected`) is emitted synchronously, unless a stop is under way. Resolves once connected, or when the
+   * Starts the pipeline (OpenID → SFU config → LiveKit); `FetchingConfig` (with a reusable SFU config, given or
+   * kept from an earlier run: `disconnected`) is emitted synchronously, unless a stop is under way. Resolves once connected, or when the
    * run ends without an error first (stopped, disposed, or a connection lost while this start waited); rejects
    * with the CallError if it fails. Calling it while a run is under way joins that run; after a lost connection it connects again;
    * while a stop is under way it starts again once stopped, unless stop() is called again meanwhile.
@@ -167,8 +161,9 @@ export class Connection<R extends LivekitRoomLike = Room> {
    * delegated to the auth service at once, without reconnecting; otherwise the next run takes it. Throws a
    * TypeError for a malformed one.
    */
-  updateDelayedLeave(delayedLeave: DelayedLeaveOptions | undefined): void {
-    const sealed = checkDelayedLeave(delayedLeave);
+  updateDelayedLeave(delayedLeave: DelayedLeave | undefined): void {
+    const sealed = sealedDelayedLeave(delayedLeave);
+    if (this.actor.getSnapshot().hasTag("disposed")) throw new Error("This Connection has been disposed of");
     if (this.actor.getSnapshot().status !== "active") return;
     this.actor.send({ type: "DELAYED_LEAVE_CHANGED", delayedLeave: sealed });
   }

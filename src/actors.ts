@@ -18,12 +18,6 @@ import { checkServiceUrl, delegateDelayedLeave, requestSFUConfig, sfuConfigFailu
 import { requestOpenIdToken } from "./openId";
 import type { ConnectionActorOptions, TimeoutOptions } from "./types";
 
-export const DEFAULT_TIMEOUTS: Required<TimeoutOptions> = {
-  openIdTokenMs: 60_000,
-  sfuConfigMs: 60_000,
-  disconnectMs: 10_000,
-};
-
 /** A phase that ran out of time (named like the DOMException a timed-out `AbortSignal.timeout()` gives). */
 export class PhaseTimeoutError extends Error {
   override readonly name = "TimeoutError";
@@ -134,12 +128,9 @@ export const connectionActors = {
           },
         ),
       );
-      return {
-        ...config,
-        jwt: new Secret(config.jwt),
-        expiresAt: config.expiresAt,
-        delayFieldsAccepted: config.delayFieldsAccepted,
-      };
+      // (what the chart keeps: not whether the delay fields were accepted, which says nothing about delegation)
+      const { url, livekitAlias, livekitIdentity, expiresAt } = config;
+      return { url, jwt: new Secret(config.jwt), livekitAlias, livekitIdentity, expiresAt };
     } catch (e) {
       throw sfuConfigFailure(e, deps.forceJwtEndpoint);
     }
@@ -187,6 +178,8 @@ export const connectionActors = {
     const deps = connectionDepsOf(input);
     const { logger, timeouts } = deps;
     try {
+      // No OpenID token is asked for on behalf of a service it would not be sent to.
+      checkServiceUrl(deps.transport.livekit_service_url, deps.allowInsecureTransport);
       await withinTime(signal, timeouts.sfuConfigMs, "The delayed leave's delegation", async (s, deadline) => {
         const options = { fetch: deps.fetch, retry: deps.retry, signal: s, logger, deadline };
         const token = await requestOpenIdToken(deps.client, options);

@@ -2,16 +2,17 @@
  * The MatrixRTC auth service (lk-jwt-service) client: `POST /get_token`, falling back to the legacy `/sfu/get`,
  * with matrix-js-sdk's retry policy; the whole fetch, OpenID token first; and `POST /delegate_delayed_leave`.
  */
+import type { DelayedLeave } from "../machines/connection.machine";
 import { FailToGetOpenIdToken, NoMatrix2AuthorizationService } from "./errors";
 import { silentLogger } from "./logger";
 import { requestOpenIdToken } from "./openId";
 import { abortable, describe, withOwnSignal, withRetry } from "./retry";
 import { redact, scrubSecrets } from "./secret";
 import { checkSFUConfig } from "./sfuConfig";
+import { checkDelayedLeave, checkJwtEndpoint } from "./options";
 import { checkTransportUrl } from "./transportUrl";
 import type {
   CallMembershipIdentityParts,
-  DelayedLeaveOptions,
   JwtEndpointVersion,
   Logger,
   OpenIDClientParts,
@@ -63,11 +64,11 @@ export interface SFUConfigRequestOptions {
   deadline?: number;
   forceJwtEndpoint?: JwtEndpointVersion;
   /** Its fields go with the token request (`delay_id`, `delay_timeout`, `delay_cs_api_url`). */
-  delayedLeave?: DelayedLeaveOptions;
+  delayedLeave?: DelayedLeave;
 }
 
 /** The fields of a delayed leave in lk-jwt-service's requests. */
-function delayFields(d: DelayedLeaveOptions): Record<string, unknown> {
+function delayFields(d: DelayedLeave): Record<string, unknown> {
   return {
     delay_id: d.delayId,
     delay_timeout: d.delayTimeoutMs,
@@ -83,12 +84,24 @@ function delayFields(d: DelayedLeaveOptions): Record<string, unknown> {
 const refusesUnknownFields = (e: unknown): boolean =>
   e instanceof SFUConfigError && e.httpStatus === 400 && (e.errcode === "M_BAD_JSON" || e.errcode === "M_NOT_JSON");
 
-/** The `member` of lk-jwt-service's requests. */
-const memberOf = (m: CallMembershipIdentityParts) => ({
-  id: m.memberId,
-  claimed_user_id: m.userId,
-  claimed_device_id: m.deviceId,
+/** The body of the MatrixRTC 2.0 requests (`/get_token`, `/delegate_delayed_leave`): the call and its member. */
+const matrix2Body = (openIdToken: OpenIDToken, m: CallMembershipIdentityParts, roomId: string) => ({
+  room_id: roomId,
+  slot_id: CALL_SLOT_ID,
+  openid_token: openIdToken,
+  member: { id: m.memberId, claimed_user_id: m.userId, claimed_device_id: m.deviceId },
 });
+
+/** What every request to the auth service starts from: its checked URL, the fetch, the signal, the logger. */
+function serviceClient(serviceUrl: string, options: SFUConfigRequestOptions) {
+  const base = checkServiceUrl(serviceUrl, options.allowInsecureTransport).href.replace(/\/+$/, "");
+  return {
+    endpoint: (path: string): string => base + path,
+    fetchFn: options.fetch ?? globalThis.fetch.bind(globalThis),
+    signal: options.signal ?? new AbortController().signal,
+    logger: options.logger ?? silentLogger,
+  };
+}
 
 const utf8 = /* @__PURE__ */ new TextDecoder();
 
@@ -237,12 +250,9 @@ export async function requestSFUConfig(
   roomId: string,
   options: SFUConfigRequestOptions = {},
 ): Promise<SFUConfig> {
-  const signal = options.signal ?? new AbortController().signal;
-  const logger = options.logger ?? silentLogger;
-  const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
-  const base = checkServiceUrl(serviceUrl, options.allowInsecureTransport).href;
-  const endpoint = (path: string): string => base.replace(/\/+$/, "") + path;
-  const delayed = options.delayedLeave;
+  const forced = checkJwtEndpoint(options.forceJwtEndpoint);
+  const delayed = checkDelayedLeave(options.delayedLeave);
+  const { endpoint, fetchFn, signal, logger } = serviceClient(serviceUrl, options);
   // The delay id is a capability too: whoever has it can send or postpone the leave.
   const secrets = delayed ? [openIdToken.access_token, delayed.delayId] : [openIdToken.access_token];
   /** Once refused with M_BAD_JSON, the delay fields are left out of every later request. */
@@ -269,22 +279,16 @@ export async function requestSFUConfig(
     const config = checkSFUConfig(answer, `the answer of ${path}`, options.allowInsecureTransport ?? false);
     return delayed ? { ...config, delayFieldsAccepted: !delayFieldsRefused } : config;
   };
-  const viaGetToken = (): Promise<SFUConfig> =>
-    ask("/get_token", {
-      room_id: roomId,
-      slot_id: CALL_SLOT_ID,
-      openid_token: openIdToken,
-      member: memberOf(membership),
-    });
+  const viaGetToken = (): Promise<SFUConfig> => ask("/get_token", matrix2Body(openIdToken, membership, roomId));
   const viaLegacy = (): Promise<SFUConfig> =>
     ask("/sfu/get", { room: roomId, openid_token: openIdToken, device_id: membership.deviceId });
 
   // One attempt: /get_token, then /sfu/get if that failed. While /get_token exists (it did not answer 404 or
   // 405), its failure is the one that decides about retrying and is reported; the legacy one is logged.
-  let newEndpointMissing = options.forceJwtEndpoint === "legacy";
+  let newEndpointMissing = forced === "legacy";
   const attempt = async (): Promise<SFUConfig> => {
     if (newEndpointMissing) return viaLegacy();
-    if (options.forceJwtEndpoint === "matrix_2_0") return viaGetToken();
+    if (forced === "matrix_2_0") return viaGetToken();
     try {
       return await viaGetToken();
     } catch (primary) {
@@ -313,7 +317,8 @@ export async function requestSFUConfig(
 /**
  * The whole fetch: an OpenID token from the homeserver, then the SFU config from the auth service at
  * `serviceUrl` for the Matrix room `roomId`. Every failure is a `FailToGetOpenIdToken` whose `cause` says what
- * went wrong.
+ * went wrong; with `forceJwtEndpoint: "matrix_2_0"` a failure of `/get_token` is a NoMatrix2AuthorizationService
+ * instead (not an abort or time limit, nor malformed input, which say nothing about the service's age).
  */
 export async function getSFUConfigWithOpenID(
   client: OpenIDClientParts,
@@ -324,8 +329,10 @@ export async function getSFUConfigWithOpenID(
 ): Promise<SFUConfig> {
   let token: OpenIDToken;
   try {
-    // No OpenID token is asked for on behalf of a service it would not be sent to.
+    // No OpenID token is asked for on behalf of a service it would not be sent to, nor with malformed options.
     checkServiceUrl(serviceUrl, options.allowInsecureTransport);
+    checkJwtEndpoint(options.forceJwtEndpoint);
+    checkDelayedLeave(options.delayedLeave);
     token = await requestOpenIdToken(client, options);
   } catch (e) {
     throw new FailToGetOpenIdToken(e);
@@ -337,7 +344,10 @@ export async function getSFUConfigWithOpenID(
   }
 }
 
-/** The CallError of a failed SFU config request: with `/get_token` required, its failure says the service is old. */
+/**
+ * The CallError of a failed SFU config request: with `/get_token` required, its failure says that the service is
+ * old — unless it was an abort, a time limit or malformed input.
+ */
 export function sfuConfigFailure(e: unknown, forceJwtEndpoint: JwtEndpointVersion | undefined): Error {
   const aborted = e instanceof Error && (e.name === "AbortError" || e.name === "TimeoutError");
   return forceJwtEndpoint === "matrix_2_0" && !aborted && !(e instanceof TypeError)
@@ -355,22 +365,15 @@ export async function delegateDelayedLeave(
   membership: CallMembershipIdentityParts,
   serviceUrl: string,
   roomId: string,
-  delayedLeave: DelayedLeaveOptions,
+  delayedLeave: DelayedLeave,
   options: Omit<SFUConfigRequestOptions, "forceJwtEndpoint" | "delayedLeave"> = {},
 ): Promise<void> {
-  const signal = options.signal ?? new AbortController().signal;
-  const logger = options.logger ?? silentLogger;
-  const fetchFn = options.fetch ?? globalThis.fetch.bind(globalThis);
-  const url =
-    checkServiceUrl(serviceUrl, options.allowInsecureTransport).href.replace(/\/+$/, "") + "/delegate_delayed_leave";
-  const body = {
-    room_id: roomId,
-    slot_id: CALL_SLOT_ID,
-    openid_token: openIdToken,
-    member: memberOf(membership),
-    ...delayFields(delayedLeave),
-  };
-  const secrets = [openIdToken.access_token, delayedLeave.delayId];
+  const delayed = checkDelayedLeave(delayedLeave);
+  if (!delayed) throw new TypeError("delayedLeave is required");
+  const { endpoint, fetchFn, signal, logger } = serviceClient(serviceUrl, options);
+  const body = { ...matrix2Body(openIdToken, membership, roomId), ...delayFields(delayed) };
+  const secrets = [openIdToken.access_token, delayed.delayId];
+  const url = endpoint("/delegate_delayed_leave");
   await withRetry("Delayed leave delegation", () => postJson(fetchFn, url, body, signal, secrets, true), {
     retry: options.retry,
     signal,

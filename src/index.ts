@@ -18,7 +18,8 @@ export {
   type SFUCredentials,
 } from "../machines/connection.machine";
 export { createConnectionActor, type ConnectionActorOptions } from "./createConnectionActor";
-export { connectionActors, connectionDepsOf, PhaseTimeoutError, DEFAULT_TIMEOUTS, type ConnectionDeps } from "./actors";
+export { connectionActors, connectionDepsOf, PhaseTimeoutError, type ConnectionDeps } from "./actors";
+export { DEFAULT_TIMEOUTS } from "./options";
 export { Connection, type Behavior, type ConnectionOpts } from "./Connection";
 export { ConnectionState, connectionStateOf } from "./connectionState";
 export {
@@ -36,7 +37,6 @@ export {
   isCallError,
   mapConnectError,
   toCallError,
-  toConnectionLostError,
   type CallErrorName,
 } from "./errors";
 export {
@@ -48,7 +48,6 @@ export {
   type SFUConfigRequestOptions,
 } from "./authService";
 export { decodeLivekitJwt, type LivekitJwtClaims } from "./livekitJwt";
-export { VALIDATE_TIMEOUT_MS, validateUrlOf } from "./sfuValidate";
 export { requestOpenIdToken, type OpenIdRequestOptions } from "./openId";
 export { InsecureTransportError } from "./transportUrl";
 export { DEFAULT_RETRY, RetryTooLateError, shouldRetry } from "./retry";
@@ -59,7 +58,6 @@ export type {
   LivekitTransportConfig,
   Logger,
   Clock,
-  DelayedLeaveOptions,
   JwtEndpointVersion,
   OpenIDClientParts,
   ReconnectOptions,

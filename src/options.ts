@@ -10,12 +10,18 @@ import {
   type ReconnectPolicy,
   type SFUCredentials,
 } from "../machines/connection.machine";
-import { DEFAULT_TIMEOUTS, type ConnectionDeps } from "./actors";
+import type { ConnectionDeps } from "./actors";
 import { DEFAULT_RETRY, MAX_TIMER_MS } from "./retry";
 import { Secret } from "./secret";
 import { checkSFUConfig } from "./sfuConfig";
 import { checkTransportUrl } from "./transportUrl";
-import type { ConnectionActorOptions, JwtEndpointVersion, LivekitRoomLike, Logger } from "./types";
+import type { ConnectionActorOptions, JwtEndpointVersion, LivekitRoomLike, Logger, TimeoutOptions } from "./types";
+
+export const DEFAULT_TIMEOUTS: Required<TimeoutOptions> = {
+  openIdTokenMs: 60_000,
+  sfuConfigMs: 60_000,
+  disconnectMs: 10_000,
+};
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null;
 
@@ -59,15 +65,15 @@ function checkRetry(value: unknown): ConnectionDeps["retry"] {
   };
 }
 
-function checkJwtEndpoint(value: unknown): JwtEndpointVersion | undefined {
+export function checkJwtEndpoint(value: unknown): JwtEndpointVersion | undefined {
   if (value !== undefined && value !== "legacy" && value !== "matrix_2_0") {
     throw new TypeError(`forceJwtEndpoint must be "legacy" or "matrix_2_0", not ${JSON.stringify(value)}`);
   }
   return value;
 }
 
-/** The delayed leave, checked, inside a Secret (its id is a capability). */
-export function checkDelayedLeave(value: unknown): Secret<DelayedLeave> | undefined {
+/** The delayed leave, checked (null: none). Keep it in a Secret: its id is a capability. */
+export function checkDelayedLeave(value: unknown): DelayedLeave | undefined {
   if (value == null) return undefined;
   const d = optionalObject(value, "delayedLeave")!;
   requireString(d.delayId, "delayedLeave.delayId");
@@ -83,11 +89,17 @@ export function checkDelayedLeave(value: unknown): Secret<DelayedLeave> | undefi
     );
   }
   if (d.csApiUrl !== undefined) requireString(d.csApiUrl, "delayedLeave.csApiUrl");
-  return new Secret({
+  return {
     delayId: d.delayId as string,
     delayTimeoutMs: delayTimeoutMs as number,
     ...(d.csApiUrl !== undefined && { csApiUrl: d.csApiUrl as string }),
-  });
+  };
+}
+
+/** The delayed leave as the chart keeps it: checked, inside a Secret. */
+export function sealedDelayedLeave(value: unknown): Secret<DelayedLeave> | undefined {
+  const checked = checkDelayedLeave(value);
+  return checked && new Secret(checked);
 }
 
 function checkReconnect(value: unknown): ReconnectPolicy | false {
@@ -171,7 +183,7 @@ export function checkConnectionOptions(o: Omit<ConnectionActorOptions, "room">):
   return {
     existingSFUConfig,
     reconnect: checkReconnect(o.reconnect),
-    delayedLeave: checkDelayedLeave(o.delayedLeave),
+    delayedLeave: sealedDelayedLeave(o.delayedLeave),
     jwtMarginMs: optionalDelay(o.jwtMarginMs, "jwtMarginMs") ?? DEFAULT_JWT_MARGIN_MS,
     deps: {
       client: o.client,

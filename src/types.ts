@@ -66,9 +66,6 @@ export interface ReconnectOptions {
  */
 export type JwtEndpointVersion = "legacy" | "matrix_2_0";
 
-/** A delayed leave for the auth service to take over (the chart's `DelayedLeave`). */
-export type DelayedLeaveOptions = DelayedLeave;
-
 /** Retries of the OpenID and SFU-config requests, like matrix-js-sdk's `calculateRetryBackoff`. */
 export interface RetryOptions {
   /** Attempts in all, the first included. Default 5. */
@@ -103,7 +100,9 @@ type ParticipantListener = (participant: RemoteParticipant) => void;
 
 /**
  * The surface of livekit-client's `Room` this package uses; a real `Room` fits, and so does a test double with
- * the same behaviour.
+ * the same behaviour: `connectionStateChanged` as livekit-client reports it and, on going disconnected, the
+ * `disconnected` event with its `DisconnectReason` (the chart takes the loss from that event: its reason decides
+ * whether to reconnect).
  */
 export interface LivekitRoomLike {
   readonly state: ConnectionState | `${ConnectionState}`;
@@ -137,12 +136,11 @@ export interface ConnectionActorOptions {
   /** Use only one of the auth service's endpoints (see JwtEndpointVersion). */
   forceJwtEndpoint?: JwtEndpointVersion;
   /**
-   * A delayed leave for the auth service to take over (see DelayedLeaveOptions): its fields go with the token
-   * request, and once connected, unless that request already did it, `POST /delegate_delayed_leave`. A failure
-   * never fails the call; it shows in the snapshot and the log. `Connection.updateDelayedLeave` hands over a new
-   * one.
+   * A delayed leave event for the auth service to take over (`DelayedLeave`): its fields go with the token request,
+   * and once connected `POST /delegate_delayed_leave` delegates it. A failure never fails the call; it shows in the
+   * snapshot and the log. `Connection.updateDelayedLeave` hands over a new one.
    */
-  delayedLeave?: DelayedLeaveOptions;
+  delayedLeave?: DelayedLeave;
   /** Reconnect after a lost connection; `false`: never (as Element Call). Default: on, with the defaults above. */
   reconnect?: ReconnectOptions | false;
   /**

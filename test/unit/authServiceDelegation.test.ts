@@ -15,7 +15,7 @@ import {
   delegateDelayedLeave,
   getSFUConfigWithOpenID,
   requestSFUConfig,
-  type DelayedLeaveOptions,
+  type DelayedLeave,
 } from "../../src";
 import {
   DEVICE_ID,
@@ -48,8 +48,8 @@ const fewRetries = { maxAttempts: 3, initialDelayMs: 1 };
 
 const DELAY_ID = "syd_delayed-leave-SECRET-4f2a9c";
 const CS_API_URL = "https://synapse.m.localhost";
-const delayedLeave: DelayedLeaveOptions = { delayId: DELAY_ID, delayTimeoutMs: 18_000 };
-const delayedLeaveWithCsApi: DelayedLeaveOptions = { ...delayedLeave, csApiUrl: CS_API_URL };
+const delayedLeave: DelayedLeave = { delayId: DELAY_ID, delayTimeoutMs: 18_000 };
+const delayedLeaveWithCsApi: DelayedLeave = { ...delayedLeave, csApiUrl: CS_API_URL };
 
 /** The bodies lk-jwt-service takes, exactly. */
 const getTokenBody = {
@@ -342,7 +342,7 @@ describe("the delayed leave's fields in the token request", () => {
 
 describe("delegateDelayedLeave (POST /delegate_delayed_leave)", () => {
   const delegate = (
-    leave: DelayedLeaveOptions = delayedLeave,
+    leave: DelayedLeave = delayedLeave,
     options: Parameters<typeof delegateDelayedLeave>[5] = {},
     url = serviceUrl,
   ): Promise<void> => delegateDelayedLeave(openIdToken(), membership, url, ROOM_ID, leave, options);
@@ -455,26 +455,53 @@ describe("the delayed leave through the Connection", () => {
     server.always(OPENID_PATH, answer.openId).always(DELEGATE_PATH, (_, res) => sendJson(res, 200, {}));
   });
 
-  test("the option's fields go with the token request, and the stored config says it delegated", async () => {
+  test("the option's fields go with the token request", async () => {
     server.always(GET_TOKEN_PATH, answer.sfuConfig);
     const h = makeConnection(server, { delayedLeave: delayedLeaveWithCsApi });
     h.room.autoConnect = "succeed";
     await h.connection.start();
     expect(bodiesOf(GET_TOKEN_PATH)).toStrictEqual([{ ...getTokenBody, ...delayFieldsWithCsApi }]);
-    expect(h.connection.actor.getSnapshot().context.sfuConfig?.delayFieldsAccepted).toBe(true);
     await h.connection.stop();
   });
 
-  test("an auth service that refuses them with M_BAD_JSON still connects; the config says not delegated", async () => {
+  test("an auth service that refuses them with M_BAD_JSON still connects, asked again without them", async () => {
     server.once(GET_TOKEN_PATH, badJson).always(GET_TOKEN_PATH, answer.sfuConfig);
     const h = makeConnection(server, { delayedLeave });
     h.room.autoConnect = "succeed";
     await h.connection.start();
     expect(h.connection.state$.value).toBe(ConnectionState.LivekitConnected);
     expect(bodiesOf(GET_TOKEN_PATH)).toStrictEqual([{ ...getTokenBody, ...delayFields }, getTokenBody]);
-    expect(h.connection.actor.getSnapshot().context.sfuConfig?.delayFieldsAccepted).toBe(false);
     const shown = [...h.logger.lines, JSON.stringify(h.connection.actor.getSnapshot().context.sfuConfig)].join("\n");
     expect(shown).not.toContain(DELAY_ID);
     await h.connection.stop();
+  });
+});
+
+describe("the public functions check the new options as the connection does", () => {
+  test("a forceJwtEndpoint or delayedLeave that is not one is a TypeError naming it, before any request", async () => {
+    server.always(GET_TOKEN_PATH, answer.sfuConfig).always(OPENID_PATH, answer.openId);
+    const bad = [
+      { forceJwtEndpoint: "matrix2" as never },
+      { delayedLeave: { delayId: 42 } as never },
+      { delayedLeave: { delayId: DELAY_ID, delayTimeoutMs: 1.5 } },
+    ];
+    for (const options of bad) {
+      await expect(requestSFUConfig(openIdToken(), membership, serviceUrl, ROOM_ID, options)).rejects.toThrow(
+        /^(forceJwtEndpoint|delayedLeave\.\w+) must be/,
+      );
+      const viaOpenId = await getSFUConfigWithOpenID(
+        matrixClient(server),
+        membership,
+        serviceUrl,
+        ROOM_ID,
+        options,
+      ).catch((e: unknown) => e);
+      expect(viaOpenId).toBeInstanceOf(FailToGetOpenIdToken);
+      expect((viaOpenId as Error).cause).toBeInstanceOf(TypeError);
+    }
+    await expect(
+      delegateDelayedLeave(openIdToken(), membership, serviceUrl, ROOM_ID, { delayId: DELAY_ID, delayTimeoutMs: 0 }),
+    ).rejects.toThrow(/^delayedLeave\.delayTimeoutMs must be a whole number/);
+    expect(server.requests).toEqual([]);
   });
 });

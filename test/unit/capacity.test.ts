@@ -12,11 +12,10 @@ import {
   LivekitConnectionError,
   PeerConnectionTimeoutError,
   SFURoomCreationRestrictedError,
-  VALIDATE_TIMEOUT_MS,
-  validateUrlOf,
   type CallError,
   type ConnectionOpts,
 } from "../../src";
+import { VALIDATE_TIMEOUT_MS, validateUrlOf } from "../../src/sfuValidate";
 import { flush, type FakeRoom } from "../support/fakeRoom";
 import { GET_TOKEN_PATH, JWT, OPENID_PATH, answer, makeConnection, type Harness } from "../support/harness";
 import { LoopbackServer, sendJson, type Handler } from "../support/loopbackServer";

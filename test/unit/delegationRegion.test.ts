@@ -5,7 +5,7 @@
  */
 import { inspect } from "node:util";
 import type { InspectionEvent } from "xstate";
-import { ConnectionState, type DelayedLeaveOptions } from "../../src";
+import { ConnectionState, InsecureTransportError, type DelayedLeave } from "../../src";
 import { flush } from "../support/fakeRoom";
 import {
   DEVICE_ID,
@@ -20,7 +20,7 @@ import {
   type Harness,
 } from "../support/harness";
 import { LoopbackServer, sendJson, type Handler } from "../support/loopbackServer";
-import { ACCESS_TOKEN, openIdToken } from "../support/tokens";
+import { ACCESS_TOKEN, makeLivekitJwt, openIdToken } from "../support/tokens";
 import { waitUntil } from "../support/waitUntil";
 
 const server = LoopbackServer.forThisFile();
@@ -31,7 +31,7 @@ beforeEach(() => {
   server.always(OPENID_PATH, answer.openId).always(GET_TOKEN_PATH, answer.sfuConfig);
 });
 
-const leave = (n: number): DelayedLeaveOptions => ({ delayId: `syd_leave_SECRET_${n}`, delayTimeoutMs: 20_000 });
+const leave = (n: number): DelayedLeave => ({ delayId: `syd_leave_SECRET_${n}`, delayTimeoutMs: 20_000 });
 const region = (h: Harness): unknown =>
   (h.connection.actor.getSnapshot().value as { Livekit?: { delayedLeave?: string } }).Livekit?.delayedLeave;
 const settledRegion = (h: Harness, state: string): Promise<void> =>
@@ -162,5 +162,51 @@ describe("the delayed leave's delegation", () => {
     for (const secret of ["syd_leave_SECRET_1", "syd_leave_SECRET_2", ACCESS_TOKEN])
       expect(texts).not.toContain(secret);
     await h.connection.stop();
+  });
+});
+
+describe("the delegation's edges", () => {
+  test("a failure's error is gone once a later delegation succeeds", async () => {
+    server.once(DELEGATE_PATH, answer.status(500, "M_UNKNOWN")).always(DELEGATE_PATH, delegated);
+    const h = makeConnection(server, { delayedLeave: leave(1), retry: { maxAttempts: 1 } });
+    h.room.autoConnect = "succeed";
+    await h.connection.start();
+    await settledRegion(h, "Failed");
+    expect(h.connection.actor.getSnapshot().context.delegationError).toBeDefined();
+    await h.connection.stop();
+    await h.connection.start();
+    await settledRegion(h, "Delegated");
+    expect(h.connection.actor.getSnapshot().context.delegationError).toBeUndefined();
+    await h.connection.stop();
+  });
+
+  test("no OpenID token is asked for a service the token may not go to (plain http to another host)", async () => {
+    const h = makeConnection(server, {
+      transport: { type: "livekit", livekit_service_url: "http://auth.example.org/livekit/jwt" },
+      existingSFUConfig: {
+        url: "wss://sfu.example.org",
+        jwt: makeLivekitJwt(),
+        livekitAlias: "a",
+        livekitIdentity: "i",
+      },
+      delayedLeave: leave(1),
+    });
+    h.room.autoConnect = "succeed";
+    await h.connection.start();
+    await settledRegion(h, "Failed");
+    expect(h.connection.actor.getSnapshot().context.delegationError).toBeInstanceOf(InsecureTransportError);
+    expect(server.requests).toEqual([]);
+    await h.connection.stop();
+  });
+
+  test("updateDelayedLeave checks its argument, and throws after disposal as start() does", async () => {
+    const controller = new AbortController();
+    const h = makeConnection(server, { signal: controller.signal });
+    expect(() => h.connection.updateDelayedLeave({ delayId: "", delayTimeoutMs: 1000 })).toThrow(
+      new TypeError("delayedLeave.delayId must be a non-empty string"),
+    );
+    controller.abort();
+    await flush();
+    expect(() => h.connection.updateDelayedLeave(leave(1))).toThrow("This Connection has been disposed of");
   });
 });

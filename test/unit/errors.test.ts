@@ -13,8 +13,8 @@ import {
   UnknownCallError,
   mapConnectError,
   toCallError,
-  toConnectionLostError,
 } from "../../src";
+import { toConnectionLostError } from "../../src/errors";
 
 describe("mapConnectError (livekit-client's own ConnectionError factories)", () => {
   test.each([
