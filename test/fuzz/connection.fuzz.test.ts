@@ -13,7 +13,7 @@ import { inspect } from "node:util";
 import { Connection, ConnectionState, isCallError } from "../../src";
 import { FakeRoom, flush } from "../support/fakeRoom";
 import { GET_TOKEN_PATH, JWT, ROOM_ID, SERVICE_PATH, SFU_GET_PATH, answer, recordingLogger } from "../support/harness";
-import { LoopbackServer, sendJson } from "../support/loopbackServer";
+import { LoopbackServer, sendJson, type RecordedRequest } from "../support/loopbackServer";
 import { ACCESS_TOKEN, openIdToken } from "../support/tokens";
 import { poll } from "../support/waitUntil";
 
@@ -49,7 +49,9 @@ type Command =
   | { do: "auth"; answer: AuthAnswer }
   | { do: "connect"; outcome: ConnectOutcome }
   | { do: "room"; event: "reconnecting" | "signalReconnecting" | "reconnected" | "lose" }
-  | { do: "wait"; ms: 0 | 5 | 30 };
+  | { do: "wait"; ms: 0 | 5 | 30 }
+  /** The app hands over a new delayed leave, or none. */
+  | { do: "delayedLeave"; change: "new" | "none" };
 
 const command: fc.Arbitrary<Command> = fc.oneof(
   { weight: 4, arbitrary: fc.constant<Command>({ do: "start" }) },
@@ -77,6 +79,12 @@ const command: fc.Arbitrary<Command> = fc.oneof(
       .map<Command>((event) => ({ do: "room", event: event as never })),
   },
   { weight: 3, arbitrary: fc.constantFrom(0, 5, 30).map<Command>((ms) => ({ do: "wait", ms: ms as 0 })) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .constantFrom("new", "none")
+      .map<Command>((change) => ({ do: "delayedLeave", change: change as "new" })),
+  },
 );
 
 // ---- one run --------------------------------------------------------------------------------------------------
@@ -94,6 +102,8 @@ const ECHOES: ((token: string) => string)[] = [
   (t) => Buffer.from(t).toString("base64"),
 ];
 let echoCount = 0;
+let delaySerial = 0;
+const DELEGATE_PATH = `${SERVICE_PATH}/delegate_delayed_leave`;
 
 const counts = {
   sequences: 0,
@@ -104,6 +114,8 @@ const counts = {
   connected: 0,
   errorsShown: 0,
   connectionsLost: 0,
+  delegationChanges: 0,
+  delegations: 0,
   checks: 0,
 };
 
@@ -133,9 +145,15 @@ async function run(commands: Command[]): Promise<void> {
   server.reset();
   const held = server.hold(GET_TOKEN_PATH);
   server.always(GET_TOKEN_PATH, (req, res) =>
-    authAnswer === "hang" ? held.handler(req, res) : respond(res, authAnswer),
+    authAnswer === "hang" ? held.handler(req, res) : respond(req, res, authAnswer),
   );
   server.always(SFU_GET_PATH, answer.status(404, "M_NOT_FOUND"));
+  // /delegate_delayed_leave answers as /get_token does (an error echoes the OpenID token and the delay id)
+  const heldDelegation = server.hold(DELEGATE_PATH);
+  server.always(DELEGATE_PATH, (req, res) =>
+    authAnswer === "hang" ? heldDelegation.handler(req, res) : respond(req, res, authAnswer),
+  );
+  const delayIds = [`syd_fuzz_${(delaySerial++).toString(36)}_SECRET`];
 
   const room = new FakeRoom();
   room.autoConnect = "succeed"; // until a `connect` command says otherwise
@@ -163,6 +181,7 @@ async function run(commands: Command[]): Promise<void> {
       timeouts: { openIdTokenMs: PHASE_LIMIT_MS, sfuConfigMs: PHASE_LIMIT_MS, disconnectMs: PHASE_LIMIT_MS },
       // waits short enough for the `wait` commands to reach reconnect attempts, and to spend them
       reconnect: { maxAttempts: 2, initialDelayMs: 1, maxDelayMs: 2 },
+      delayedLeave: { delayId: delayIds[0]!, delayTimeoutMs: 10_000 },
       // What the events carry that could hold a credential: the event itself and the snapshot's context.
       inspect: (e) =>
         events.push(
@@ -185,7 +204,7 @@ async function run(commands: Command[]): Promise<void> {
   const starts: Promise<unknown>[] = [];
   const stops: Promise<unknown>[] = [];
 
-  function respond(res: ServerResponse, a: AuthAnswer): void {
+  function respond(req: RecordedRequest, res: ServerResponse, a: AuthAnswer): void {
     if (a === "hang") return;
     if (a === "ok") return answer.sfuConfig(undefined as never, res);
     if (a === "malformed") return sendJson(res, 200, { url: 42, jwt: "not a jwt" });
@@ -195,9 +214,12 @@ async function run(commands: Command[]): Promise<void> {
       return void setTimeout(() => res.socket?.destroy(), 1);
     }
     // The error echoes the OpenID token, in the body's text and in its JSON, in one of the ways servers do.
-    const echoed = ECHOES[(echoCount++ + a) % ECHOES.length]!(ACCESS_TOKEN);
+    const echo = ECHOES[(echoCount++ + a) % ECHOES.length]!;
+    // (a server can only echo the delay id it was sent)
+    const sent = (req.json as { delay_id?: unknown } | undefined)?.delay_id;
+    const [token, delayId] = [echo(ACCESS_TOKEN), typeof sent === "string" ? echo(sent) : "-"];
     res.writeHead(a, { "Content-Type": "application/json", ...(a === 429 ? { "Retry-After": "0" } : {}) });
-    res.end(`{"errcode": "M_UNKNOWN", "error": "refused ${echoed}", "token": "${echoed}"}`);
+    res.end(`{"errcode": "M_UNKNOWN", "error": "refused ${token} for ${delayId}", "token": "${token}"}`);
   }
 
   for (const c of commands) {
@@ -225,7 +247,8 @@ async function run(commands: Command[]): Promise<void> {
         break;
       case "auth":
         authAnswer = c.answer;
-        held.answerAll((_, res) => respond(res, c.answer));
+        held.answerAll((req, res) => respond(req, res, c.answer));
+        heldDelegation.answerAll((req, res) => respond(req, res, c.answer));
         break;
       case "connect":
         room.autoConnect =
@@ -244,6 +267,13 @@ async function run(commands: Command[]): Promise<void> {
           room.lose();
         }
         break;
+      case "delayedLeave":
+        if (c.change === "new") delayIds.push(`syd_fuzz_${(delaySerial++).toString(36)}_SECRET`);
+        connection.updateDelayedLeave(
+          c.change === "new" ? { delayId: delayIds.at(-1)!, delayTimeoutMs: 10_000 } : undefined,
+        );
+        counts.delegationChanges++;
+        break;
       case "wait":
         await (c.ms === 0 ? flush() : new Promise((r) => setTimeout(r, c.ms)));
         break;
@@ -256,13 +286,16 @@ async function run(commands: Command[]): Promise<void> {
   const last = connection.stop();
   openIdAnswer = "ok";
   for (const p of openIds.splice(0)) answerOpenId(p);
-  held.answerAll((_, res) => respond(res, "ok"));
+  held.answerAll((req, res) => respond(req, res, "ok"));
+  heldDelegation.answerAll((req, res) => respond(req, res, "ok"));
   const settled = await poll(
     () => Promise.race([Promise.all([...starts, ...stops, last]).then(() => true), flush().then(() => false)]),
     (done) => done,
     { timeoutMs: 3000 },
   );
   held.dropAll();
+  heldDelegation.dropAll();
+  counts.delegations += server.to(DELEGATE_PATH).length;
 
   // ---- the invariants ----
   const fail = (what: string): never => {
@@ -296,7 +329,7 @@ async function run(commands: Command[]): Promise<void> {
     }
   }
   const texts = [...events, ...logger.lines, ...log.map((e) => inspect(e, { depth: 4 }))];
-  for (const secret of [JWT, ACCESS_TOKEN]) {
+  for (const secret of [JWT, ACCESS_TOKEN, ...delayIds]) {
     for (const echo of ECHOES) {
       const form = echo(secret);
       if (texts.some((t) => t.includes(form))) fail(`a credential (${form.slice(0, 12)}…) reached a log or an event`);
@@ -322,10 +355,12 @@ test(`random sequences of start/stop, auth-service answers, room outcomes and ti
   expect(counts.errorsShown).toBeGreaterThan(RUNS / 20);
   // (a reconnect by itself needs a loss then a wait with no start() or stop() between: rarer)
   expect(counts.reconnects).toBeGreaterThan(0);
+  expect(counts.delegations).toBeGreaterThan(RUNS / 20);
   console.info(
     `fuzz: seed ${SEED}, ${counts.sequences} sequences, ${counts.commands} commands (${counts.starts} start() calls, ` +
       `${counts.connects} connects (${counts.reconnects} of them reconnects), ${counts.connected} times connected, ` +
-      `${counts.errorsShown} error states shown, ${counts.connectionsLost} of them ConnectionLostError), ` +
+      `${counts.errorsShown} error states shown, ${counts.connectionsLost} of them ConnectionLostError, ` +
+      `${counts.delegations} delegation requests, ${counts.delegationChanges} delayed leaves handed over), ` +
       `invariants checked after ` +
       `${counts.checks} sequences, in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
   );
