@@ -224,7 +224,7 @@ export const connectionMachine = setup({
       error: ({ context, event }) => ("error" in event ? (event as { error: unknown }).error : context.error),
     }),
     clearError: assign({ error: undefined }),
-    /** On entry to `Livekit.lost`: the reason of the `room.disconnected` event that led there. */
+    /** On entry to `Livekit.room.lost`: the reason of the `room.disconnected` event that led there. */
     storeLostReason: assign({
       lostReason: ({ event }) => (event.type === "room.disconnected" ? event.reason : undefined),
     }),
