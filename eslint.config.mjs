@@ -21,7 +21,12 @@ export default tseslint.config(
         "error",
         {
           patterns: [
-            { regex: "^(?!xstate$)", allowTypeImports: true, message: "machines/ imports only xstate at runtime" },
+            // (and its sibling machines: the connection manager's slot owns a connectionMachine)
+            {
+              regex: "^(?!xstate$|\\./[\\w.]+\\.machine$)",
+              allowTypeImports: true,
+              message: "machines/ imports only xstate (and machines/*.machine) at runtime",
+            },
             { regex: "^\\.\\./src(/|$)", message: "src/ imports machines/, never the other way (types included)" },
           ],
         },
