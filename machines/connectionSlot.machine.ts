@@ -53,9 +53,7 @@ export interface ConnectionSlotContext {
 
 /** The events the slot raises for itself from the connection's snapshots, when the connection enters such a state. */
 export type ConnectionOutcomeEvent =
-  | { type: "CONNECTION_CONNECTED" }
-  | { type: "CONNECTION_FAILED" }
-  | { type: "CONNECTION_STOPPED" };
+  { type: "CONNECTION_CONNECTED" } | { type: "CONNECTION_FAILED" } | { type: "CONNECTION_STOPPED" };
 
 export type ConnectionSlotEvent =
   | { type: "RETIRE" }
