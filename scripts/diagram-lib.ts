@@ -1,5 +1,5 @@
 /**
- * Pure, deterministic generators of diagrams for the connection machine: a Mermaid `stateDiagram-v2` source and a
+ * Pure, deterministic generators of diagrams for the machines (connection, connection slot, connection manager): a Mermaid `stateDiagram-v2` source and a
  * Graphviz DOT source, both made from its state nodes, walked once with `xstate/graph`'s `getStateNodes` (no I/O,
  * no clock). A parallel state is a box whose regions are dashed boxes side by side (Mermaid: separated by `--`);
  * the root's own transitions are listed under the title. What the machine does not use (history states) is not
@@ -9,7 +9,8 @@
  * - States and compound states are emitted in definition order; a state's transitions are ordered by event type
  *   (plain code-unit order), and the candidates of one event keep their priority order.
  * - A transition is labelled with its event, shortened for the xstate built-ins (`xstate.done.actor.X` → `done: X`,
- *   `xstate.error.actor.X` → `error: X`, `xstate.after.N.*` → `after Nms`, eventless → `always`), then its guard in
+ *   `xstate.error.actor.X` → `error: X`, `xstate.snapshot.X` → `snapshot: X`, `xstate.after.N.*` → `after Nms`,
+ *   eventless → `always`), then its guard in
  *   brackets (`[hasExistingSFUConfig]`, `[errorIs InsufficientCapacityError]` for a parameterised guard, `[!a]`,
  *   `[a && b]` for combinators). When an event has several candidates, an unguarded one is shown as `[else]`.
  *   `(reenter)` is appended for `reenter: true`.
@@ -80,12 +81,16 @@ const ancestorsOf = (node: DiagramStateNode): DiagramStateNode[] => {
   return chain;
 };
 
-/** `xstate.done.actor.X` → `done: X`, `xstate.error.actor.X` → `error: X`, delays, eventless transitions. */
+/**
+ * `xstate.done.actor.X` → `done: X`, `xstate.error.actor.X` → `error: X`, `xstate.snapshot.X` → `snapshot: X`,
+ * delays, eventless transitions.
+ */
 export function shortEventLabel(eventType: string): string {
   let m: RegExpExecArray | null;
   if (eventType === "") return "always";
   if ((m = /^xstate\.done\.actor\.(.+)$/.exec(eventType))) return `done: ${m[1]}`;
   if ((m = /^xstate\.error\.actor\.(.+)$/.exec(eventType))) return `error: ${m[1]}`;
+  if ((m = /^xstate\.snapshot\.(.+)$/.exec(eventType))) return `snapshot: ${m[1]}`;
   if ((m = /^xstate\.after\.([^.]+)\..+$/.exec(eventType)))
     return /^\d+$/.test(m[1]!) ? `after ${m[1]}ms` : `after ${m[1]}`;
   return eventType;

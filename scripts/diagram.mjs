@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// Generates docs/connection-machine.mmd (Mermaid) and docs/connection-machine.svg (Graphviz, rendered offline by
-// @viz-js/viz) from the XState machine in machines/connection.machine.ts.
+// Generates docs/<name>.mmd (Mermaid) and docs/<name>.svg (Graphviz, rendered offline by @viz-js/viz) for each
+// XState machine in `machines` below: the connection (machines/connection.machine.ts), the connection manager's
+// slot (machines/connectionSlot.machine.ts) and the connection manager (machines/connectionManager.machine.ts).
 //
-//   npm run diagram              write both files
-//   npm run diagram -- --check   exit 1 if either file on disk differs from what would be written
+//   npm run diagram              write the files
+//   npm run diagram -- --check   exit 1 if a file on disk differs from what would be written
 //
-// The machine and scripts/diagram-lib.ts are TypeScript: esbuild bundles them (packages left external) to a
+// The machines and scripts/diagram-lib.ts are TypeScript: esbuild bundles them (packages left external) to a
 // temporary .mjs under node_modules/.cache, which is imported and deleted.
 import { build } from "esbuild";
 import { instance } from "@viz-js/viz";
@@ -14,10 +15,20 @@ import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const outputs = {
-  mermaid: join(root, "docs", "connection-machine.mmd"),
-  svg: join(root, "docs", "connection-machine.svg"),
-};
+/** Each machine (an export of the bundle below) and the base name of its files in docs/. */
+const machines = [
+  { name: "connectionMachine", file: "connection-machine", source: "machines/connection.machine.ts" },
+  { name: "connectionSlotMachine", file: "connection-slot-machine", source: "machines/connectionSlot.machine.ts" },
+  {
+    name: "connectionManagerMachine",
+    file: "connection-manager-machine",
+    source: "machines/connectionManager.machine.ts",
+  },
+];
+const outputsOf = (file) => ({
+  mermaid: join(root, "docs", `${file}.mmd`),
+  svg: join(root, "docs", `${file}.svg`),
+});
 
 async function loadModules() {
   const cacheDir = join(root, "node_modules", ".cache", "connection-diagram");
@@ -27,6 +38,8 @@ async function loadModules() {
     stdin: {
       contents: [
         'export { connectionMachine } from "./machines/connection.machine.ts";',
+        'export { connectionSlotMachine } from "./machines/connectionSlot.machine.ts";',
+        'export { connectionManagerMachine } from "./machines/connectionManager.machine.ts";',
         'export * as lib from "./scripts/diagram-lib.ts";',
       ].join("\n"),
       resolveDir: root,
@@ -75,23 +88,41 @@ async function main() {
   const check = args.includes("--check");
 
   const started = performance.now();
-  const { connectionMachine, lib } = await loadModules();
-  const mermaid = lib.toMermaid(connectionMachine);
-  const svg = await renderSvg(lib.toDot(connectionMachine));
-  const fresh = { mermaid, svg };
+  const modules = await loadModules();
+  const { lib } = modules;
   const normalize = { mermaid: lib.normalizeText, svg: lib.normalizeSvg };
+  const stale = [];
+  for (const { name, file, source } of machines) {
+    const machine = modules[name];
+    const fresh = { mermaid: lib.toMermaid(machine), svg: await renderSvg(lib.toDot(machine)) };
+    const outputs = outputsOf(file);
+
+    if (check) {
+      for (const kind of /** @type {const} */ (["mermaid", "svg"])) {
+        const onDisk = await readOrUndefined(outputs[kind]);
+        const path = relative(root, outputs[kind]);
+        if (onDisk === undefined) stale.push(`${path} is missing (${source})`);
+        else if (normalize[kind](onDisk) !== normalize[kind](fresh[kind]))
+          stale.push(`${path} is out of date (${source})`);
+      }
+      continue;
+    }
+
+    await mkdir(dirname(outputs.mermaid), { recursive: true });
+    for (const kind of /** @type {const} */ (["mermaid", "svg"])) {
+      const path = outputs[kind];
+      const before = await readOrUndefined(path);
+      const changed = before === undefined || normalize[kind](before) !== normalize[kind](fresh[kind]);
+      if (changed) await writeFile(path, fresh[kind]);
+      const size = Buffer.byteLength(fresh[kind]);
+      console.log(`${changed ? "wrote    " : "unchanged"} ${relative(root, path)} (${size} bytes)`);
+    }
+  }
 
   if (check) {
-    const stale = [];
-    for (const kind of /** @type {const} */ (["mermaid", "svg"])) {
-      const onDisk = await readOrUndefined(outputs[kind]);
-      const file = relative(root, outputs[kind]);
-      if (onDisk === undefined) stale.push(`${file} is missing`);
-      else if (normalize[kind](onDisk) !== normalize[kind](fresh[kind])) stale.push(`${file} is out of date`);
-    }
     if (stale.length > 0) {
       console.error(
-        `The state machine diagrams do not match machines/connection.machine.ts:\n` +
+        `The state machine diagrams do not match the machines:\n` +
           stale.map((s) => `  - ${s}`).join("\n") +
           `\nRun \`npm run diagram\` and commit the result.`,
       );
@@ -99,16 +130,6 @@ async function main() {
     }
     console.log(`Diagrams are up to date (${Math.round(performance.now() - started)} ms).`);
     return;
-  }
-
-  await mkdir(dirname(outputs.mermaid), { recursive: true });
-  for (const kind of /** @type {const} */ (["mermaid", "svg"])) {
-    const file = outputs[kind];
-    const before = await readOrUndefined(file);
-    const changed = before === undefined || normalize[kind](before) !== normalize[kind](fresh[kind]);
-    if (changed) await writeFile(file, fresh[kind]);
-    const size = Buffer.byteLength(fresh[kind]);
-    console.log(`${changed ? "wrote    " : "unchanged"} ${relative(root, file)} (${size} bytes)`);
   }
   console.log(`done in ${Math.round(performance.now() - started)} ms`);
 }
