@@ -53,6 +53,7 @@ class World {
   readonly disconnected: string[] = [];
   readonly failOpenId = new Set<string>();
   readonly failPrepare = new Set<string>();
+  readonly failConnect = new Set<string>();
   readonly holdDisconnect = new Map<string, ReturnType<typeof deferred>>();
   readonly watchers = new Map<string, (event: EventObject) => void>();
 
@@ -84,6 +85,7 @@ class World {
         connectRoom: fromPromise(async ({ input }) => {
           const url = World.urlOf(input);
           this.connects.push(url);
+          if (this.failConnect.has(url)) throw new Error(`the SFU refused (${url})`);
           this.watchers.get(url)?.({ type: "room.connected" });
         }),
         disconnectRoom: fromPromise(async ({ input }) => {
@@ -364,6 +366,50 @@ describe("connectionManagerMachine", () => {
     await settle();
     expect(view(noRetry)[0]).toMatchObject({ status: "Live.GaveUp", connection: "Failed.OpenIdError" });
     noRetry.stop();
+  });
+
+  test("a Stopped from the app's own stop() is left alone; retiring that slot ends it without another disconnect", async () => {
+    const world = new World();
+    const { actor } = start(world, { remote: [R] });
+    await settle();
+    const slot = actor.getSnapshot().children["slot-1"]!;
+    const connection = (slot.getSnapshot() as { children: Record<string, { send(e: EventObject): void }> }).children
+      .connection!;
+    connection.send({ type: "STOP" });
+    await settle();
+    expect(view(actor)[0]).toMatchObject({ status: "Live.Running", connection: "Stopped" });
+    expect(world.disconnects).toEqual([R.livekit_service_url]);
+    const warn = jest.spyOn(console, "warn");
+    actor.send({ type: "TRANSPORTS_CHANGED", local: null, remote: [] });
+    await settle();
+    expect(view(actor)).toEqual([]);
+    expect(childIds(actor)).toEqual([]);
+    expect(world.disconnects).toEqual([R.livekit_service_url]);
+    expect(warn).not.toHaveBeenCalled();
+    warn.mockRestore();
+    actor.stop();
+  });
+
+  test("a connection lost after its own reconnect attempts is not retried again (GaveUp)", async () => {
+    const world = new World();
+    const { actor, clock } = start(world, {
+      remote: [R],
+      reconnect: { maxAttempts: 1, initialDelayMs: 1000, maxDelayMs: 1000 },
+    });
+    await settle();
+    // (the reconnect reuses the SFU config: no OpenID request, straight to the connect)
+    world.failConnect.add(R.livekit_service_url);
+    world.watchers.get(R.livekit_service_url)!({ type: "room.disconnected" });
+    await settle();
+    expect(view(actor)[0]).toMatchObject({ status: "Live.Running", connection: "WaitingToReconnect" });
+    clock.increment(1000);
+    await settle();
+    expect(view(actor)[0]).toMatchObject({ status: "Live.GaveUp", connection: "Failed.ConnectionLost" });
+    clock.increment(60_000);
+    await settle();
+    expect(world.connects).toHaveLength(2);
+    expect(String(actor.getSnapshot().context.slots[0]!.error)).toMatch(/the SFU refused/);
+    actor.stop();
   });
 
   test("a room factory that throws leaves its slot Broken (error visible) and the others running", async () => {
