@@ -1,4 +1,4 @@
-import { assign, fromCallback, fromPromise, setup, stateIn, type EventObject } from "xstate";
+import { assign, fromCallback, fromPromise, setup, stateIn, type EventObject, type StateValue } from "xstate";
 
 /**
  * A value the chart carries but can neither read nor print: the JWT, the OpenID token, the connection's
@@ -170,6 +170,13 @@ export interface ConnectRoomInput extends ActorInput {
 
 /** `settled`: a `start()` waiting in this state is over; `disposed`: no run will ever begin again. */
 export type ConnectionMachineTag = "settled" | "disposed";
+
+/** `Livekit.{room.connected, delayedLeave.Delegated}` for a parallel state, `Failed.OpenIdError` and so on. */
+export function stateValueName(value: StateValue): string {
+  if (typeof value === "string") return value;
+  const parts = Object.entries(value).map(([key, sub]) => (sub === undefined ? key : `${key}.${stateValueName(sub)}`));
+  return parts.length === 1 ? parts[0]! : `{${parts.join(", ")}}`;
+}
 
 function notProvided(name: string): never {
   throw new Error(

@@ -6,13 +6,9 @@ import {
   type ReconnectPolicy,
   type Sealed,
   type SFUCredentials,
-} from "./connection.machine";
-import {
-  connectionSlotMachine,
   stateValueName,
-  type ConnectionSlotMachine,
-  type LivekitTransport,
-} from "./connectionSlot.machine";
+} from "./connection.machine";
+import { connectionSlotMachine, type ConnectionSlotMachine, type LivekitTransport } from "./connectionSlot.machine";
 
 /** The local transport (the one this client publishes on), with the SFU config fetched for it, if any. */
 export interface LocalTransport {

@@ -7,6 +7,7 @@ import {
   type ReconnectPolicy,
   type Sealed,
   type SFUCredentials,
+  stateValueName,
 } from "./connection.machine";
 
 /**
@@ -66,13 +67,6 @@ export type ConnectionSlotEvent =
 export interface PrepareConnectionInput {
   deps: unknown;
   transport: LivekitTransport;
-}
-
-/** `Livekit.{room.connected, delayedLeave.Delegated}` for a parallel state, `Failed.OpenIdError` and so on. */
-export function stateValueName(value: StateValue): string {
-  if (typeof value === "string") return value;
-  const parts = Object.entries(value).map(([key, sub]) => (sub === undefined ? key : `${key}.${stateValueName(sub)}`));
-  return parts.length === 1 ? parts[0]! : `{${parts.join(", ")}}`;
 }
 
 /** What a connection state means to the slot. */

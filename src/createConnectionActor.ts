@@ -1,5 +1,5 @@
-import { createActor, type Actor, type SnapshotFrom, type StateValue } from "xstate";
-import { connectionMachine, type ConnectionMachine } from "../machines/connection.machine";
+import { createActor, type Actor, type SnapshotFrom } from "xstate";
+import { connectionMachine, stateValueName, type ConnectionMachine } from "../machines/connection.machine";
 import { connectionActors, type ConnectionDeps } from "./actors";
 import { connectionStateOf } from "./connectionState";
 import { isCallError } from "./errors";
@@ -38,13 +38,6 @@ export function newConnectionActor(
 
 type Snapshot = SnapshotFrom<ConnectionMachine>;
 
-/** `Livekit.{room.connected, delayedLeave.Delegated}` for the parallel state, `Failed.OpenIdError` and so on. */
-function stateName(value: StateValue): string {
-  if (typeof value === "string") return value;
-  const parts = Object.entries(value).map(([key, sub]) => (sub === undefined ? key : `${key}.${stateName(sub)}`));
-  return parts.length === 1 ? parts[0]! : `{${parts.join(", ")}}`;
-}
-
 /**
  * A snapshot handler that logs each change of state, and each failure with its cause; undefined for the silent
  * logger, so that nothing is formatted for nobody.
@@ -53,7 +46,7 @@ export function stateLogger(logger: Logger): ((snapshot: Snapshot) => void) | un
   if (logger === silentLogger) return undefined;
   let last = "";
   return (snapshot) => {
-    const name = stateName(snapshot.value);
+    const name = stateValueName(snapshot.value);
     if (name === last) return;
     last = name;
     const state = connectionStateOf(snapshot);
