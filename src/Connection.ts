@@ -163,8 +163,9 @@ export class Connection<R extends LivekitRoomLike = Room> {
    */
   updateDelayedLeave(delayedLeave: DelayedLeave | undefined): void {
     const sealed = sealedDelayedLeave(delayedLeave);
-    if (this.actor.getSnapshot().hasTag("disposed")) throw new Error("This Connection has been disposed of");
-    if (this.actor.getSnapshot().status !== "active") return;
+    const now = this.actor.getSnapshot();
+    if (now.hasTag("disposed")) throw new Error("This Connection has been disposed of");
+    if (now.status !== "active") return;
     this.actor.send({ type: "DELAYED_LEAVE_CHANGED", delayedLeave: sealed });
   }
 

@@ -12,7 +12,16 @@ import type { ServerResponse } from "node:http";
 import { inspect } from "node:util";
 import { Connection, ConnectionState, isCallError } from "../../src";
 import { FakeRoom, flush } from "../support/fakeRoom";
-import { GET_TOKEN_PATH, JWT, ROOM_ID, SERVICE_PATH, SFU_GET_PATH, answer, recordingLogger } from "../support/harness";
+import {
+  GET_TOKEN_PATH,
+  JWT,
+  ROOM_ID,
+  SERVICE_PATH,
+  SFU_GET_PATH,
+  answer,
+  recordingLogger,
+  DELEGATE_PATH,
+} from "../support/harness";
 import { LoopbackServer, sendJson, type RecordedRequest } from "../support/loopbackServer";
 import { ACCESS_TOKEN, openIdToken } from "../support/tokens";
 import { poll } from "../support/waitUntil";
@@ -103,7 +112,6 @@ const ECHOES: ((token: string) => string)[] = [
 ];
 let echoCount = 0;
 let delaySerial = 0;
-const DELEGATE_PATH = `${SERVICE_PATH}/delegate_delayed_leave`;
 
 const counts = {
   sequences: 0,

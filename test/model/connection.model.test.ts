@@ -32,12 +32,12 @@ import { flush } from "../support/fakeRoom";
 import {
   GET_TOKEN_PATH,
   OPENID_PATH,
-  SERVICE_PATH,
   SFU_GET_PATH,
   SFU_URL,
   answer,
   makeConnection,
   type Harness,
+  DELEGATE_PATH,
 } from "../support/harness";
 import { LoopbackServer, sendJson, type HeldRequests } from "../support/loopbackServer";
 import { waitUntil } from "../support/waitUntil";
@@ -46,7 +46,6 @@ import { connectionModel, type ModelEvent, type ModelState } from "./connectionM
 
 const PHASE_TIMEOUT_MS = 300;
 const STEP_TIMEOUT_MS = 5000;
-const DELEGATE_PATH = `${SERVICE_PATH}/delegate_delayed_leave`;
 const DELAY_ID_PREFIX = "syd_delay_";
 let delayIds = 0;
 const delayedLeave = () => ({ delayId: `${DELAY_ID_PREFIX}${++delayIds}`, delayTimeoutMs: 10_000 });

@@ -17,6 +17,7 @@ export const OPENID_PATH = `/_matrix/client/v3/user/${encodeURIComponent(USER_ID
 export const SERVICE_PATH = "/livekit/jwt";
 export const GET_TOKEN_PATH = `${SERVICE_PATH}/get_token`;
 export const SFU_GET_PATH = `${SERVICE_PATH}/sfu/get`;
+export const DELEGATE_PATH = `${SERVICE_PATH}/delegate_delayed_leave`;
 
 export const SFU_URL = "ws://127.0.0.1:7880";
 

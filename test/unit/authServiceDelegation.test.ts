@@ -32,6 +32,7 @@ import {
   makeConnection,
   matrixClient,
   recordingLogger,
+  DELEGATE_PATH,
 } from "../support/harness";
 import { LoopbackServer, sendJson, type Handler } from "../support/loopbackServer";
 import { ACCESS_TOKEN, openIdToken } from "../support/tokens";
@@ -42,7 +43,6 @@ beforeAll(() => {
   serviceUrl = server.url + SERVICE_PATH;
 });
 
-const DELEGATE_PATH = `${SERVICE_PATH}/delegate_delayed_leave`;
 const membership = { userId: USER_ID, deviceId: DEVICE_ID, memberId: MEMBER_ID };
 const fewRetries = { maxAttempts: 3, initialDelayMs: 1 };
 

@@ -13,18 +13,17 @@ import {
   MEMBER_ID,
   OPENID_PATH,
   ROOM_ID,
-  SERVICE_PATH,
   USER_ID,
   answer,
   makeConnection,
   type Harness,
+  DELEGATE_PATH,
 } from "../support/harness";
 import { LoopbackServer, sendJson, type Handler } from "../support/loopbackServer";
 import { ACCESS_TOKEN, makeLivekitJwt, openIdToken } from "../support/tokens";
 import { waitUntil } from "../support/waitUntil";
 
 const server = LoopbackServer.forThisFile();
-const DELEGATE_PATH = `${SERVICE_PATH}/delegate_delayed_leave`;
 const delegated: Handler = (_, res) => sendJson(res, 200, {});
 
 beforeEach(() => {
