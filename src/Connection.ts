@@ -1,6 +1,6 @@
 import { RoomEvent, type RemoteParticipant, type Room } from "livekit-client";
 import { BehaviorSubject, type Observable } from "rxjs";
-import { waitFor, type Actor, type SnapshotFrom } from "xstate";
+import { waitFor, type Actor, type ActorRefFrom, type SnapshotFrom } from "xstate";
 import type { ConnectionMachine, DelayedLeave } from "../machines/connection.machine";
 import { ConnectionState, connectionStateOf } from "./connectionState";
 import { newConnectionActor, stateLogger } from "./createConnectionActor";
@@ -31,6 +31,32 @@ function behavior<T>(subject: BehaviorSubject<T>): Behavior<T> {
 }
 
 type Snapshot = SnapshotFrom<ConnectionMachine>;
+type ConnectionRef = ActorRefFrom<ConnectionMachine>;
+
+/**
+ * A connection actor someone else owns and runs (the connection manager's slot): the wrapper neither starts it
+ * nor takes a signal; it ends when the actor does.
+ */
+class Adoption<R> {
+  constructor(
+    readonly actor: ConnectionRef,
+    readonly room: R,
+    readonly transport: LivekitTransportConfig,
+    readonly logger: Logger,
+  ) {}
+}
+
+/** A Connection around a running connection actor that its owner started and will stop (internal). */
+export function adoptConnection<R extends LivekitRoomLike>(
+  actor: ConnectionRef,
+  room: R,
+  transport: LivekitTransportConfig,
+  logger: Logger,
+): Connection<R> {
+  // The constructor's second signature is not public: only this module adopts.
+  const Adopting = Connection as unknown as new (adoption: Adoption<R>) => Connection<R>;
+  return new Adopting(new Adoption(actor, room, transport, logger));
+}
 
 const PARTICIPANT_EVENTS = [
   RoomEvent.ParticipantConnected,
@@ -46,8 +72,11 @@ const PARTICIPANT_EVENTS = [
 export class Connection<R extends LivekitRoomLike = Room> {
   readonly transport: LivekitTransportConfig;
   readonly livekitRoom: R;
-  /** The running statechart actor, for inspection or `getSnapshot()`. */
-  readonly actor: Actor<ConnectionMachine>;
+  /**
+   * The running statechart actor, for inspection or `getSnapshot()`: its own root actor, or, for a connection of a
+   * ConnectionManager, the manager's child.
+   */
+  readonly actor: ConnectionRef;
   /** The connection's state: a ConnectionState, or the CallError that stopped it. */
   readonly state$: Behavior<ConnectionState | CallError>;
   /** The remote participants of the LiveKit room, from construction on, until disposal. */
@@ -60,15 +89,23 @@ export class Connection<R extends LivekitRoomLike = Room> {
     return this.actor.getSnapshot().context.sfuConfig?.livekitAlias;
   }
 
-  constructor(opts: ConnectionOpts<R>, logger: Logger = silentLogger) {
-    const checked = checkConnectionOptions(opts);
-    if (typeof opts.livekitRoomFactory !== "function") throw new TypeError("livekitRoomFactory must be a function");
-    checkLogger(logger);
-    this.logger = childLogger(logger, `[Connection ${opts.transport.livekit_service_url}]`);
-    this.transport = opts.transport;
-    const room = (this.livekitRoom = opts.livekitRoomFactory());
-    this.actor = newConnectionActor(checked, room, this.logger, opts);
-    this.logger.info(`created for room ${opts.roomId}${opts.existingSFUConfig ? " with an SFU config" : ""}`);
+  constructor(opts: ConnectionOpts<R>, logger?: Logger);
+  constructor(opts: ConnectionOpts<R> | Adoption<R>, logger: Logger = silentLogger) {
+    let room: R;
+    let own: Actor<ConnectionMachine> | undefined;
+    if (opts instanceof Adoption) {
+      ({ actor: this.actor, room, transport: this.transport, logger: this.logger } = opts);
+    } else {
+      const checked = checkConnectionOptions(opts);
+      if (typeof opts.livekitRoomFactory !== "function") throw new TypeError("livekitRoomFactory must be a function");
+      checkLogger(logger);
+      this.logger = childLogger(logger, `[Connection ${opts.transport.livekit_service_url}]`);
+      this.transport = opts.transport;
+      room = opts.livekitRoomFactory();
+      this.actor = own = newConnectionActor(checked, room, this.logger, opts);
+      this.logger.info(`created for room ${opts.roomId}${opts.existingSFUConfig ? " with an SFU config" : ""}`);
+    }
+    this.livekitRoom = room;
 
     // The room is the one source of truth for participants; the chart does not keep a copy.
     const readParticipants = (): RemoteParticipant[] => [...room.remoteParticipants.values()];
@@ -80,7 +117,9 @@ export class Connection<R extends LivekitRoomLike = Room> {
     };
     for (const event of PARTICIPANT_EVENTS) room.on(event as RoomEvent.ParticipantConnected, onParticipants);
 
-    const state = new BehaviorSubject<ConnectionState | CallError>(ConnectionState.Initialized);
+    // An adopted actor is running already: its state now, not Initialized.
+    const first = own ? undefined : connectionStateOf(this.actor.getSnapshot());
+    const state = new BehaviorSubject<ConnectionState | CallError>(first ?? ConnectionState.Initialized);
     const log = stateLogger(this.logger);
     /** Lets go of the room and completes both observables; once, whichever way the connection ends. */
     let released = false;
@@ -109,9 +148,10 @@ export class Connection<R extends LivekitRoomLike = Room> {
     });
     this.state$ = behavior(state);
     this.remoteParticipants$ = behavior(participants);
-    this.actor.start();
+    if (!own) return;
+    own.start();
 
-    const signal = opts.signal;
+    const signal = (opts as ConnectionOpts<R>).signal;
     if (!signal) return;
     const dispose = (): void => {
       this.logger.info("signal aborted: stopping and disposing");

@@ -296,8 +296,8 @@ describe("Connection options and disposal", () => {
 
 describe("the machine is made once", () => {
   test("every Connection runs the same machine object: nothing is rebuilt per connection", () => {
-    const a = makeConnection(server).connection.actor.logic;
-    const b = makeConnection(server).connection.actor.logic;
+    const a = makeConnection(server).connection.actor.src;
+    const b = makeConnection(server).connection.actor.src;
     expect(a).toBe(b);
   });
 
