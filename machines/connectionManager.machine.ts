@@ -106,6 +106,7 @@ export type ConnectionManagerEvent =
   | { type: "START" }
   | { type: "STOP" }
   | { type: "DISPOSE" }
+  | { type: "DELAYED_LEAVE_CHANGED"; delayedLeave: Sealed<DelayedLeave> | undefined }
   | { type: `xstate.snapshot.${string}`; snapshot: SlotSnapshot }
   | { type: `xstate.done.actor.${string}`; output?: unknown }
   | { type: `xstate.error.actor.${string}`; error: unknown };
@@ -207,6 +208,14 @@ export const connectionManagerMachine = setup({
       const retiringLast = [...slots.filter((s) => s.wanted), ...slots.filter((s) => !s.wanted)];
       enqueue.assign({ slots: retiringLast, nextSlot });
     }),
+    storeDelayedLeave: assign({
+      delayedLeave: (_, params: { delayedLeave: Sealed<DelayedLeave> | undefined }) => params.delayedLeave,
+    }),
+    /** The delayed leave to the local slot (a slot spawned later for the local transport takes it from the context). */
+    forwardDelayedLeave: enqueueActions(({ context, enqueue }) => {
+      const local = context.slots.find((entry) => entry.isLocal && entry.wanted);
+      if (local) enqueue.sendTo(local.id, { type: "DELAYED_LEAVE_CHANGED", delayedLeave: context.delayedLeave });
+    }),
     /** RETIRE to every wanted slot (STOP for all). */
     retireAll: enqueueActions(({ context, enqueue }) => {
       for (const entry of context.slots) if (entry.wanted) enqueue.sendTo(entry.id, { type: "RETIRE" });
@@ -263,6 +272,13 @@ export const connectionManagerMachine = setup({
   on: {
     // Kept for the next START (Running reconciles as well).
     TRANSPORTS_CHANGED: { actions: "storeTransports" },
+    // To the local connection only: the auth service that takes it over sends the leave when we leave its SFU.
+    DELAYED_LEAVE_CHANGED: {
+      actions: [
+        { type: "storeDelayedLeave", params: ({ event }) => ({ delayedLeave: event.delayedLeave }) },
+        "forwardDelayedLeave",
+      ],
+    },
     "xstate.snapshot.*": { actions: "followSlot" },
     "xstate.done.actor.*": { actions: "dropSlot" },
     // A slot crashed (a bug): dropped, not respawned until the transports change.

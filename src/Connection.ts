@@ -24,7 +24,7 @@ export interface ConnectionOpts<R extends LivekitRoomLike = Room> extends Omit<
 }
 
 /** A read-only view of a BehaviorSubject: subscribers get the current value first; `value` reads it. */
-function behavior<T>(subject: BehaviorSubject<T>): Behavior<T> {
+export function behavior<T>(subject: BehaviorSubject<T>): Behavior<T> {
   const observable = subject.asObservable();
   Object.defineProperty(observable, "value", { get: () => subject.value, enumerable: true });
   return observable as Behavior<T>;

@@ -11,7 +11,7 @@ import type { ConnectionActorOptions, Logger } from "./types";
 export type { ConnectionActorOptions };
 
 /** `connectionMachine` with the real actors: made once, shared by every connection. */
-const liveMachine = /* @__PURE__ */ connectionMachine.provide({ actors: connectionActors });
+export const liveMachine = /* @__PURE__ */ connectionMachine.provide({ actors: connectionActors });
 
 /** The actor of checked options and a room; not started, and nothing subscribed to it. */
 export function newConnectionActor(

@@ -21,6 +21,38 @@ export { createConnectionActor, type ConnectionActorOptions } from "./createConn
 export { connectionActors, connectionDepsOf, PhaseTimeoutError, type ConnectionDeps } from "./actors";
 export { DEFAULT_TIMEOUTS } from "./options";
 export { Connection, type Behavior, type ConnectionOpts } from "./Connection";
+export {
+  ConnectionManager,
+  ConnectionManagerData,
+  type ConnectionManagerOpts,
+  type LocalTransportWithSFUConfig,
+} from "./ConnectionManager";
+export {
+  matchMembershipsToParticipants,
+  type CallMembershipParts,
+  type MatchedMember,
+  type MembershipWithTransport,
+} from "./matchMembers";
+export { prepareConnection } from "./managerActors";
+export {
+  connectionManagerMachine,
+  desiredTransports,
+  type ConnectionManagerMachine,
+  type ConnectionManagerContext,
+  type ConnectionManagerEvent,
+  type ConnectionManagerInput,
+  type ConnectionManagerTag,
+  type DesiredTransport,
+  type SlotEntry,
+} from "../machines/connectionManager.machine";
+export {
+  connectionSlotMachine,
+  type ConnectionSlotMachine,
+  type ConnectionSlotContext,
+  type ConnectionSlotEvent,
+  type ConnectionSlotInput,
+  type PrepareConnectionInput,
+} from "../machines/connectionSlot.machine";
 export { ConnectionState, connectionStateOf } from "./connectionState";
 export {
   CallError,

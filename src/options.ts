@@ -15,7 +15,14 @@ import { DEFAULT_RETRY, MAX_TIMER_MS } from "./retry";
 import { Secret } from "./secret";
 import { checkSFUConfig } from "./sfuConfig";
 import { checkTransportUrl } from "./transportUrl";
-import type { ConnectionActorOptions, JwtEndpointVersion, LivekitRoomLike, Logger, TimeoutOptions } from "./types";
+import type {
+  ConnectionActorOptions,
+  JwtEndpointVersion,
+  LivekitRoomLike,
+  LivekitTransportConfig,
+  Logger,
+  TimeoutOptions,
+} from "./types";
 
 export const DEFAULT_TIMEOUTS: Required<TimeoutOptions> = {
   openIdTokenMs: 60_000,
@@ -134,19 +141,35 @@ function checkTimeouts(value: unknown): ConnectionDeps["timeouts"] {
   };
 }
 
-/** The auth service's URL must be an http(s) URL; whether plain http may be used is decided when it is used. */
-function checkServiceUrlShape(value: unknown): void {
-  requireString(value, "transport.livekit_service_url");
-  checkTransportUrl(value as string, "transport.livekit_service_url", "http", true);
-}
+/** The options every connection of a call shares (all but the transport, its SFU config, the room, the logger). */
+export type SharedOptions = Omit<ConnectionActorOptions, "room" | "logger" | "transport" | "existingSFUConfig">;
 
-/** Options checked once, before the room is made, and turned into what the machine takes. */
-export interface CheckedOptions {
-  existingSFUConfig: SFUCredentials | undefined;
+/** Shared options checked once and turned into what the machine takes. */
+export interface CheckedSharedOptions {
   reconnect: ReconnectPolicy | false;
   jwtMarginMs: number;
   delayedLeave: Secret<DelayedLeave> | undefined;
+  deps: Omit<ConnectionDeps, "room" | "logger" | "transport">;
+}
+
+/** Options checked once, before the room is made, and turned into what the machine takes. */
+export interface CheckedOptions extends CheckedSharedOptions {
+  existingSFUConfig: SFUCredentials | undefined;
   deps: Omit<ConnectionDeps, "room" | "logger">;
+}
+
+/** A MatrixRTC LiveKit transport whose auth-service URL is an http(s) URL (`what` names it in the error). */
+export function checkTransport(value: unknown, what = "transport"): asserts value is LivekitTransportConfig {
+  if (!isObject(value) || value.type !== "livekit") throw new TypeError(`${what}.type must be "livekit"`);
+  requireString(value.livekit_service_url, `${what}.livekit_service_url`);
+  // Whether plain http may be used is decided when it is used.
+  checkTransportUrl(value.livekit_service_url as string, `${what}.livekit_service_url`, "http", true);
+}
+
+/** An SFU config given by the app, checked, its JWT sealed. */
+export function checkedSFUCredentials(value: unknown, what: string, allowInsecureTransport: boolean): SFUCredentials {
+  const checked = checkSFUConfig(value, what, allowInsecureTransport);
+  return { ...checked, jwt: new Secret(checked.jwt) };
 }
 
 /**
@@ -154,12 +177,24 @@ export interface CheckedOptions {
  * InsecureTransportError, which is a TypeError too.)
  */
 export function checkConnectionOptions(o: Omit<ConnectionActorOptions, "room">): CheckedOptions {
+  const shared = checkSharedOptions(o);
+  checkTransport(o.transport);
+  return {
+    ...shared,
+    existingSFUConfig:
+      o.existingSFUConfig == null
+        ? undefined
+        : checkedSFUCredentials(o.existingSFUConfig, "existingSFUConfig", shared.deps.allowInsecureTransport),
+    deps: { ...shared.deps, transport: o.transport },
+  };
+}
+
+/** Checks the options every connection of a call shares (a ConnectionManager's, a Connection's but its transport). */
+export function checkSharedOptions(o: SharedOptions): CheckedSharedOptions {
   if (!isObject(o)) throw new TypeError("options are required");
   if (!isObject(o.client) || typeof o.client.getOpenIdToken !== "function") {
     throw new TypeError("client.getOpenIdToken must be a function");
   }
-  if (!isObject(o.transport) || o.transport.type !== "livekit") throw new TypeError('transport.type must be "livekit"');
-  checkServiceUrlShape(o.transport.livekit_service_url);
   requireString(o.roomId, "roomId");
   if (!isObject(o.ownMembershipIdentity)) throw new TypeError("ownMembershipIdentity must be an object");
   requireString(o.ownMembershipIdentity.userId, "ownMembershipIdentity.userId");
@@ -174,27 +209,19 @@ export function checkConnectionOptions(o: Omit<ConnectionActorOptions, "room">):
   if (clock && (typeof clock.setTimeout !== "function" || typeof clock.clearTimeout !== "function")) {
     throw new TypeError("clock must have setTimeout() and clearTimeout()");
   }
-  const allowInsecureTransport = optionalBoolean(o.allowInsecureTransport, "allowInsecureTransport") ?? false;
-  let existingSFUConfig: SFUCredentials | undefined;
-  if (o.existingSFUConfig != null) {
-    const checked = checkSFUConfig(o.existingSFUConfig, "existingSFUConfig", allowInsecureTransport);
-    existingSFUConfig = { ...checked, jwt: new Secret(checked.jwt) };
-  }
   return {
-    existingSFUConfig,
     reconnect: checkReconnect(o.reconnect),
     delayedLeave: sealedDelayedLeave(o.delayedLeave),
     jwtMarginMs: optionalDelay(o.jwtMarginMs, "jwtMarginMs") ?? DEFAULT_JWT_MARGIN_MS,
     deps: {
       client: o.client,
-      transport: o.transport,
       roomId: o.roomId,
       ownMembershipIdentity: o.ownMembershipIdentity,
       fetch: o.fetch,
       retry: checkRetry(o.retry),
       forceJwtEndpoint: checkJwtEndpoint(o.forceJwtEndpoint),
       timeouts: checkTimeouts(o.timeouts),
-      allowInsecureTransport,
+      allowInsecureTransport: optionalBoolean(o.allowInsecureTransport, "allowInsecureTransport") ?? false,
     },
   };
 }
