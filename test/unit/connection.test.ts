@@ -36,6 +36,7 @@ import {
   matrixClient,
   USER_ID,
 } from "../support/harness";
+import { strings } from "../support/strings";
 import { LoopbackServer, hang, sendJson, type Handler } from "../support/loopbackServer";
 import { makeLivekitJwt, openIdToken } from "../support/tokens";
 import { waitUntil } from "../support/waitUntil";
@@ -332,19 +333,6 @@ describe("the machine is made once", () => {
 });
 
 describe("secrets", () => {
-  /** Every string reachable from `value`: own properties (also non-enumerable ones such as an Error's message and stack), array items, map entries. */
-  function strings(value: unknown, out: string[] = [], seen = new Set<unknown>(), depth = 0): string[] {
-    if (typeof value === "string") out.push(value);
-    if (typeof value !== "object" || value === null || seen.has(value) || depth > 40) return out;
-    seen.add(value);
-    if (value instanceof Map) for (const [k, v] of value) strings([k, v], out, seen, depth + 1);
-    for (const key of Object.getOwnPropertyNames(value)) {
-      const desc = Object.getOwnPropertyDescriptor(value, key);
-      if (desc && "value" in desc) strings(desc.value, out, seen, depth + 1);
-    }
-    return out;
-  }
-
   test.each([
     ["a connection that connects and stops", "succeed"],
     ["a connect refused with a 401 whose body quotes the token", "refused"],
