@@ -5,8 +5,20 @@
 import type { Room } from "livekit-client";
 import type { MatrixClient } from "matrix-js-sdk";
 import type { Logger as MatrixLogger } from "matrix-js-sdk/lib/logger";
-import type { LivekitTransportConfig as MatrixLivekitTransportConfig } from "matrix-js-sdk/lib/matrixrtc";
-import { Connection, type Logger, type OpenIDClientParts, type LivekitRoomLike } from "../../src";
+import type {
+  CallMembership,
+  LivekitTransportConfig as MatrixLivekitTransportConfig,
+} from "matrix-js-sdk/lib/matrixrtc";
+import type { Observable } from "rxjs";
+import {
+  Connection,
+  ConnectionManager,
+  matchMembershipsToParticipants,
+  type Logger,
+  type OpenIDClientParts,
+  type LivekitRoomLike,
+  type SFUConfig,
+} from "../../src";
 import type { FakeRoom } from "../support/fakeRoom";
 
 declare const client: MatrixClient;
@@ -33,3 +45,28 @@ export const connection = (): Connection =>
   );
 // `livekitRoom` keeps the factory's type.
 export const roomType = (c: Connection): Room => c.livekitRoom;
+
+// Element Call's createConnectionManager$ call site: matrix-js-sdk transports and memberships, rxjs observables.
+declare const localTransport$: Observable<{ transport: MatrixLivekitTransportConfig; sfuConfig?: SFUConfig } | null>;
+declare const remoteTransports$: Observable<MatrixLivekitTransportConfig[]>;
+declare const membership: CallMembership;
+export const manager = (): ConnectionManager =>
+  new ConnectionManager(
+    {
+      localTransport$,
+      remoteTransports$,
+      client,
+      roomId: "!room:example.org",
+      ownMembershipIdentity: { userId: "@a:example.org", deviceId: "D", memberId: "m" },
+      livekitRoomFactory: () => room, // Element Call's takes no transport; this package passes it
+    },
+    matrixLogger,
+  );
+// A real CallMembership is matched as it is; the connections keep the factory's room type.
+export const matched = (m: ConnectionManager) =>
+  matchMembershipsToParticipants([{ membership, transport }], m.connectionManagerData$.value, {
+    userId: "@a:example.org",
+    deviceId: "D",
+  });
+export const managedRoom = (m: ConnectionManager): Room | undefined =>
+  m.connectionManagerData$.value.getConnectionForTransport(transport)?.livekitRoom;
