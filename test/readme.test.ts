@@ -13,11 +13,13 @@ const blocks = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((m) => m[1]!);
 /** What the examples take from their surroundings. */
 const ambient = `
 import type { MatrixClient } from "matrix-js-sdk";
-import type { ConnectionOpts } from "${root}/src";
+import type { CallMembership } from "matrix-js-sdk/lib/matrixrtc";
+import type { ConnectionOpts, MembershipWithTransport } from "${root}/src";
 declare global {
   const matrixClient: MatrixClient;
   const opts: ConnectionOpts;
   const trace: unknown[];
+  const memberships: MembershipWithTransport<CallMembership>[];
 }
 export {};
 `;
