@@ -7,6 +7,9 @@
  * - package:  this package's `Connection` (public API only: constructor, start(), stop(), state$);
  * - baseline: `ElementCallConnection`, Element Call's imperative Connection (./elementCallConnection);
  * - bare:     the pipeline with nothing around it (./barePipeline).
+ * S6 (multi-SFU) compares this package's `ConnectionManager` with what Element Call's ConnectionManager does below
+ * its RxJS plumbing (a baseline `Connection` per transport, started when it appears and stopped when it goes) and
+ * with one bare pipeline per transport.
  *
  * Interleaving: every timed scenario runs in rounds; each round runs one batch of each subject, and the order of
  * the three rotates from round to round (P B N, B N P, N P B, ...), so drift and noise of the machine reach all
@@ -27,8 +30,9 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { getHeapSpaceStatistics } from "node:v8";
-import type { Observable } from "rxjs";
-import { Connection } from "../src";
+import { BehaviorSubject, type Observable } from "rxjs";
+import { waitFor } from "xstate";
+import { Connection, ConnectionManager, type LivekitTransportConfig } from "../src";
 import { FakeRoom } from "../test/support/fakeRoom";
 import { makeLivekitJwt, openIdToken } from "../test/support/tokens";
 import { barePipeline } from "./barePipeline";
@@ -43,6 +47,7 @@ const MAX_BATCH = 50_000;
 const S3 = { reps: 9, instances: 2000 };
 const S4 = { reps: 3, cycles: 10_000 };
 const S5 = { rounds: 30, instances: 1000 };
+const S6 = { rounds: 30, batchMs: 150, warmupMs: 400, transports: 3 };
 
 const SUBJECTS = ["package", "baseline", "bare"] as const;
 type SubjectName = (typeof SUBJECTS)[number];
@@ -111,7 +116,8 @@ async function startAuthService(): Promise<AuthService> {
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
       if (service.record) service.requests.push({ path: req.url ?? "", body: Buffer.concat(chunks).toString() });
-      if (req.method === "POST" && req.url === "/get_token") {
+      // Every service path answers: S6's transports are distinct URLs of this one server.
+      if (req.method === "POST" && req.url?.endsWith("/get_token")) {
         res.writeHead(200, { "Content-Type": "application/json" });
         res.end(answer);
       } else {
@@ -230,6 +236,58 @@ async function crowd(
   return { connectMs: t1 - t0, stopMs: t2 - t1 };
 }
 
+/**
+ * `n` multi-SFU lifecycles over loopback HTTP: S6.transports transports appear, each gets a connection, all
+ * connected; then they disappear and every room is disconnected.
+ */
+const multiSfu: PerSubject<(serviceUrl: string, n: number) => Promise<void>> = {
+  package: async (serviceUrl, n) => {
+    const transports = transportsOf(serviceUrl);
+    for (let i = 0; i < n; i++) {
+      const remote$ = new BehaviorSubject<LivekitTransportConfig[]>([]);
+      const controller = new AbortController();
+      const manager = new ConnectionManager(
+        {
+          localTransport$: new BehaviorSubject(null),
+          remoteTransports$: remote$,
+          client,
+          roomId,
+          ownMembershipIdentity: member,
+          livekitRoomFactory: autoRoom,
+          fetch: fetchFn,
+          signal: controller.signal,
+        },
+        silentLogger,
+      );
+      remote$.next(transports);
+      await waitFor(manager.actor, (s) => s.context.slots.every((e) => e.connectionState?.includes("room.connected")));
+      remote$.next([]);
+      await waitFor(manager.actor, (s) => s.context.slots.length === 0);
+      controller.abort();
+    }
+  },
+  baseline: async (serviceUrl, n) => {
+    const transports = transportsOf(serviceUrl);
+    for (let i = 0; i < n; i++) {
+      const cs = transports.map(
+        (transport) => new ElementCallConnection({ ...optionsFor(serviceUrl), transport }, silentLogger),
+      );
+      await Promise.all(cs.map((c) => c.start()));
+      await Promise.all(cs.map((c) => c.stop()));
+    }
+  },
+  bare: async (serviceUrl, n) => {
+    const bares = transportsOf(serviceUrl).map((t) => bareOptionsFor({ ...optionsFor(serviceUrl), transport: t }));
+    for (let i = 0; i < n; i++) {
+      const disconnects = await Promise.all(bares.map((bare) => barePipeline(autoRoom(), bare)));
+      await Promise.all(disconnects.map((d) => d()));
+    }
+  },
+};
+
+const transportsOf = (serviceUrl: string): LivekitTransportConfig[] =>
+  Array.from({ length: S6.transports }, (_, k) => transportOf(`${serviceUrl}/sfu-${k + 1}`));
+
 // ---- harness ----
 /** Round `r` runs the subjects in the order rotated by r, each once. */
 async function roundRobin<T>(rounds: number, run: (s: SubjectName) => Promise<T>): Promise<PerSubject<T[]>> {
@@ -247,13 +305,13 @@ async function roundRobin<T>(rounds: number, run: (s: SubjectName) => Promise<T>
  * Warms a subject up (chunks of doubling size until `warmupMs` has passed, at most 16 of them) and returns the
  * batch size that takes about `batchMs`, judged by the last chunk.
  */
-async function warmUp(s: SubjectName, opts: Options, warmupMs: number, batchMs: number): Promise<number> {
+async function warmUp(run: (n: number) => Promise<void>, warmupMs: number, batchMs: number): Promise<number> {
   let n = 8;
   let spent = 0;
   let perLifecycle = Infinity;
   for (let chunk = 0; chunk < 16 && spent < warmupMs; chunk++, n = Math.min(2 * n, MAX_BATCH)) {
     const t = performance.now();
-    await lifecycles[s](opts, n);
+    await run(n);
     const ms = performance.now() - t;
     spent += ms;
     perLifecycle = ms / n;
@@ -261,9 +319,9 @@ async function warmUp(s: SubjectName, opts: Options, warmupMs: number, batchMs: 
   return Math.max(10, Math.min(MAX_BATCH, Math.round(batchMs / perLifecycle)));
 }
 
-async function timedBatch(s: SubjectName, opts: Options, n: number): Promise<number> {
+async function timedBatch(run: (n: number) => Promise<void>, n: number): Promise<number> {
   const t0 = performance.now();
-  await lifecycles[s](opts, n);
+  await run(n);
   return (performance.now() - t0) / n;
 }
 
@@ -391,9 +449,11 @@ async function main(): Promise<void> {
   log("warming up…");
   const batch1: PerSubject<number> = { package: 0, baseline: 0, bare: 0 };
   const batch2: PerSubject<number> = { package: 0, baseline: 0, bare: 0 };
+  const batch6: PerSubject<number> = { package: 0, baseline: 0, bare: 0 };
   for (const s of SUBJECTS) {
-    batch1[s] = await warmUp(s, known, S1.warmupMs, S1.batchMs);
-    batch2[s] = await warmUp(s, http, S2.warmupMs, S2.batchMs);
+    batch1[s] = await warmUp((n) => lifecycles[s](known, n), S1.warmupMs, S1.batchMs);
+    batch2[s] = await warmUp((n) => lifecycles[s](http, n), S2.warmupMs, S2.batchMs);
+    batch6[s] = await warmUp((n) => multiSfu[s](service.url, n), S6.warmupMs, S6.batchMs);
     sink = [constructIdle[s](known)];
   }
   await roundRobin(1, (s) => crowds[s](known, S5.instances));
@@ -401,9 +461,11 @@ async function main(): Promise<void> {
 
   const batches = (b: PerSubject<number>): string => SUBJECTS.map((s) => `${s} ${b[s]}`).join(", ");
   log(`S1: ${S1.rounds} rounds, known SFU config; lifecycles per batch: ${batches(batch1)}`);
-  const s1 = await roundRobin(S1.rounds, (s) => timedBatch(s, known, batch1[s]));
+  const s1 = await roundRobin(S1.rounds, (s) => timedBatch((n) => lifecycles[s](known, n), batch1[s]));
   log(`S2: ${S2.rounds} rounds over loopback HTTP; lifecycles per batch: ${batches(batch2)}`);
-  const s2 = await roundRobin(S2.rounds, (s) => timedBatch(s, http, batch2[s]));
+  const s2 = await roundRobin(S2.rounds, (s) => timedBatch((n) => lifecycles[s](http, n), batch2[s]));
+  log(`S6: ${S6.rounds} rounds, ${S6.transports} transports; lifecycles per batch: ${batches(batch6)}`);
+  const s6 = await roundRobin(S6.rounds, (s) => timedBatch((n) => multiSfu[s](service.url, n), batch6[s]));
   log(`S5: ${S5.rounds} rounds × ${S5.instances} at once`);
   const s5 = await roundRobin(S5.rounds, (s) => crowds[s](known, S5.instances));
   log(`S3: ${S3.reps} × ${S3.instances} idle instances`);
@@ -436,7 +498,8 @@ async function main(): Promise<void> {
     `rounds: S1 ${S1.rounds} (~${S1.batchMs} ms batches: ${batches(batch1)} lifecycles), ` +
       `S2 ${S2.rounds} (~${S2.batchMs} ms batches: ${batches(batch2)}),\n` +
       `        S3 ${S3.reps}×${S3.instances} instances, S4 ${S4.reps}×${S4.cycles} cycles, ` +
-      `S5 ${S5.rounds}×${S5.instances} instances; medians over rounds, ± = half the IQR`,
+      `S5 ${S5.rounds}×${S5.instances} instances, S6 ${S6.rounds} (~${S6.batchMs} ms batches: ${batches(batch6)});\n` +
+      `        medians over rounds, ± = half the IQR`,
   );
   console.log(`state$ over one lifecycle (loopback HTTP):\n  ${states.join("\n  ")}\n`);
   console.log(
@@ -448,11 +511,13 @@ async function main(): Promise<void> {
       { label: "S4 retained / cycle", data: s4, fmt: fmtBytes, ratios: false, spread: false },
       timeRow(`S5 ${S5.instances}× start → all connected`, pick("connectMs")),
       timeRow(`S5 ${S5.instances}× stop → all stopped`, pick("stopMs")),
+      timeRow(`S6 multi-SFU lifecycle, ${S6.transports} transports`, s6),
     ]),
   );
   console.log(
     `\nS1/S2 include construction; S3 "bare" is the FakeRoom alone; S4 "bare" is a control (rooms only);` +
-      ` S5 uses the known SFU config.\nwall time ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+      ` S5 uses the known SFU config; S6 fetches each transport's config over loopback HTTP and includes the` +
+      ` manager's construction.\nwall time ${((performance.now() - t0) / 1000).toFixed(1)} s`,
   );
 }
 
