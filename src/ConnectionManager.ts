@@ -228,13 +228,13 @@ export class ConnectionManager<R extends LivekitRoomLike = Room> {
   /** Follows the chart: each slot's connection is wrapped once it runs; the data changes when its list does. */
   private follow(snapshot: ManagerSnapshot): void {
     const slots = snapshot.context.slots;
+    const ids = new Set(slots.map((entry) => entry.id));
     for (const entry of slots) this.logStatus(entry);
+    for (const id of this.slotStatus.keys()) if (!ids.has(id)) this.slotStatus.delete(id);
     for (const [id, adopted] of this.adopted) {
-      if (!slots.some((entry) => entry.id === id)) {
-        adopted.participants.unsubscribe();
-        this.adopted.delete(id);
-        this.slotStatus.delete(id);
-      }
+      if (ids.has(id)) continue;
+      adopted.participants.unsubscribe();
+      this.adopted.delete(id);
     }
     for (const entry of slots) {
       if (entry.status.startsWith("Live") && !this.adopted.has(entry.id)) this.adopt(entry, snapshot);
