@@ -10,6 +10,7 @@
 import { delegationScenarios } from "./scenarios/delegation";
 import { lifecycleScenarios } from "./scenarios/lifecycle";
 import { measuredScenarios } from "./scenarios/measured";
+import { multiSfuScenarios } from "./scenarios/multiSfu";
 import { refusalScenarios } from "./scenarios/refusals";
 import { sfuEventScenarios } from "./scenarios/sfuEvents";
 import { stackScenarios } from "./scenarios/stack";
@@ -38,5 +39,6 @@ describe("Connection in Chromium against a real LiveKit", () => {
   refusalScenarios();
   sfuEventScenarios();
   delegationScenarios();
+  multiSfuScenarios();
   measuredScenarios();
 });

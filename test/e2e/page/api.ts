@@ -117,6 +117,106 @@ export interface Recording {
   webSockets: { t: number; url: string }[];
 }
 
+/** A `ConnectionManager` (issue 11, multi-SFU) for one user: its transports are auth-service URLs. */
+export interface ManagerParams {
+  baseUrl: string;
+  accessToken: string;
+  userId: string;
+  deviceId: string;
+  /** The Matrix room id of the call (fake, unique per test). */
+  roomId: string;
+  /** The call membership's id (the same for every connection of the manager). */
+  memberId: string;
+  /** The local transport's `livekit_service_url` (`localTransport$`, without an SFU config), or null. */
+  local: string | null;
+  /** The members' transports' `livekit_service_url`s (`remoteTransports$`), in order. */
+  remote: string[];
+  /** The package's reconnect policy, which is also the slots' retry policy (passed on only when given). */
+  reconnect?: false | { maxAttempts?: number; initialDelayMs?: number; maxDelayMs?: number };
+  retry?: RetryOptions;
+  timeouts?: TimeoutOptions;
+}
+
+/** A CallError (or another error) as the manager recording shows it. */
+export interface ErrorRecord {
+  error: string;
+  code?: string;
+  message: string;
+  cause?: string;
+}
+
+/** One connection of a `ConnectionManagerData` value: its transport, its `state$` value then, its participants. */
+export interface DataConnectionRecord {
+  url: string;
+  state: string;
+  /** `getParticipantsForTransport(transport)`, as sorted identities. */
+  participants: string[];
+}
+
+/** One slot of the manager's snapshot (`actor.getSnapshot().context.slots[i]`), when it changed. */
+export interface SlotRecord {
+  t: number;
+  id: string;
+  url: string;
+  status: string;
+  wanted: boolean;
+  isLocal: boolean;
+  retries: number;
+  connectionState?: string;
+  error?: ErrorRecord;
+}
+
+export interface ManagerRecording {
+  /** The manager chart's state (`Running`, `Stopping`, `Stopped`, …), each change; `t` is ms since creation. */
+  manager: { t: number; state: string }[];
+  /** Each slot entry, recorded whenever its status, retries, wanted, connection state or error changes. */
+  slots: SlotRecord[];
+  /** The slot entries of the manager's snapshot now (`actor.getSnapshot().context.slots`; a slot that is done is gone). */
+  currentSlots: SlotRecord[];
+  /** Every `connectionManagerData$` value, in order. */
+  data: { t: number; version: number; connections: DataConnectionRecord[] }[];
+  /** `connectionManagerData$.value` now, its connections' states read now. */
+  current: DataConnectionRecord[];
+  /** Whether `connectionManagerData$` has completed. */
+  dataCompleted: boolean;
+  /**
+   * Every connection the data has held, in the order first seen: its `state$` values (from the one it had when
+   * first seen), when its `state$` completed, and its room's alias and identity read now.
+   */
+  connections: {
+    url: string;
+    states: StateRecord[];
+    completedAt?: number;
+    livekitAlias?: string;
+    localIdentity?: string;
+    roomState: string;
+  }[];
+  stops: { calledAt: number; resolvedAt?: number }[];
+  epochAtT0: number;
+}
+
+/** A call member, as its `org.matrix.msc4143.rtc.member` (m.rtc.member) event describes it. */
+export interface MembershipParams {
+  userId: string;
+  deviceId: string;
+  memberId: string;
+  /** The `livekit_service_url` of the transport it publishes on (`transports.published[0]`). */
+  serviceUrl: string;
+}
+
+/** `matchMembershipsToParticipants`'s answer for one membership, as plain data. */
+export interface MatchedMemberRecord {
+  userId: string;
+  deviceId: string;
+  /** matrix-js-sdk's `CallMembership.rtcBackendIdentity`. */
+  rtcBackendIdentity: string;
+  transportUrl?: string;
+  /** The matched connection's transport URL, or null. */
+  connectionUrl: string | null;
+  /** The matched LiveKit participant's identity, or null. */
+  participantIdentity: string | null;
+}
+
 /** What Chromium's RTCPeerConnections did (every one the page created), from their events and getStats(). */
 export interface PeerConnectionReport {
   connectionState: string;
@@ -151,6 +251,21 @@ export interface E2eApi {
   peerConnections(): Promise<PeerConnectionReport[]>;
   /** `connection.updateDelayedLeave(delayedLeave)` (`null`: none). */
   updateDelayedLeave(id: string, delayedLeave: DelayedLeaveParams | null): void;
+  /**
+   * A real matrix-js-sdk client and a `ConnectionManager` (livekit-client `Room`s, one per transport) following the
+   * transports given; returns its id.
+   */
+  createManager(params: ManagerParams): string;
+  /** The manager's new transports (each observable emits only if its value changed, the local one first). */
+  setTransports(id: string, local: string | null, remote: string[]): void;
+  /** `manager.stop()`. */
+  stopManager(id: string): Promise<void>;
+  managerRecording(id: string): ManagerRecording;
+  /**
+   * Real matrix-js-sdk `CallMembership`s (parsed from `org.matrix.msc4143.rtc.member` events), matched with
+   * `matchMembershipsToParticipants` against the manager's data now, the manager's user and device as the local one.
+   */
+  matchMembers(id: string, memberships: MembershipParams[]): Promise<MatchedMemberRecord[]>;
   /** matrix-js-sdk `createRoom` (private, no federation): a real Matrix room; returns its id. */
   matrixCreateRoom(p: MatrixParams): Promise<string>;
   /** matrix-js-sdk `sendStateEvent`. */

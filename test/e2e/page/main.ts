@@ -12,10 +12,32 @@ import {
   setLogLevel,
   type RoomOptions,
 } from "livekit-client";
-import { createClient, Preset, Visibility, type MatrixClient } from "matrix-js-sdk";
-import type { Observable, Subscription } from "rxjs";
-import { Connection, isCallError, type CallError, type Logger } from "../../../src";
-import type { ConnectionParams, E2eApi, MatrixParams, PeerConnectionReport, Recording, StateRecord } from "./api";
+import { createClient, EventType, MatrixEvent, Preset, Visibility, type MatrixClient } from "matrix-js-sdk";
+import { CallMembership } from "matrix-js-sdk/lib/matrixrtc";
+import { BehaviorSubject, type Observable, type Subscription } from "rxjs";
+import {
+  Connection,
+  ConnectionManager,
+  isCallError,
+  matchMembershipsToParticipants,
+  type CallError,
+  type ConnectionManagerData,
+  type LivekitTransportConfig,
+  type Logger,
+} from "../../../src";
+import type {
+  ConnectionParams,
+  DataConnectionRecord,
+  E2eApi,
+  ErrorRecord,
+  ManagerParams,
+  ManagerRecording,
+  MatrixParams,
+  PeerConnectionReport,
+  Recording,
+  SlotRecord,
+  StateRecord,
+} from "./api";
 
 setLogLevel((new URLSearchParams(location.search).get("lklog") as LogLevel | null) ?? LogLevel.info);
 
@@ -225,6 +247,78 @@ function waitFor(e: Entry, done: () => boolean, what: string, timeoutMs: number)
   });
 }
 
+const livekitTransport = (url: string): LivekitTransportConfig => ({ type: "livekit", livekit_service_url: url });
+
+function errorRecord(e: unknown): ErrorRecord {
+  if (e instanceof Error) {
+    return {
+      error: e.name,
+      code: isCallError(e) ? (e as CallError).code : undefined,
+      message: e.message,
+      cause: describeCause(e.cause),
+    };
+  }
+  return { error: typeof e, message: String(e) };
+}
+
+/** A ConnectionManager of the page, with its inputs and what it did. */
+interface ManagerEntry {
+  manager: ConnectionManager;
+  local: BehaviorSubject<{ transport: LivekitTransportConfig } | null>;
+  remote: BehaviorSubject<LivekitTransportConfig[]>;
+  /** The manager's user and device: the local member for matchMembers. */
+  localUser: { userId: string; deviceId: string };
+  t0: number;
+  managerStates: ManagerRecording["manager"];
+  slots: SlotRecord[];
+  data: ManagerRecording["data"];
+  dataCompleted: boolean;
+  /** Every connection the data held, in the order first seen, with its `state$` recording. */
+  connections: Map<Connection, { url: string; states: StateRecord[]; completedAt?: number }>;
+  stops: ManagerRecording["stops"];
+}
+
+const managers = new Map<string, ManagerEntry>();
+
+function managerEntry(id: string): ManagerEntry {
+  const m = managers.get(id);
+  if (!m) throw new Error(`no manager ${id}`);
+  return m;
+}
+
+const managerNow = (m: ManagerEntry): number => Math.round((performance.now() - m.t0) * 10) / 10;
+
+const shownState = (connection: Connection): string => {
+  const s = connection.state$.value;
+  return isCallError(s) ? `Error:${(s as CallError).name}` : String(s);
+};
+
+/** The manager snapshot's slot entries now. */
+function slotRecords(m: ManagerEntry): SlotRecord[] {
+  return m.manager.actor.getSnapshot().context.slots.map((slot) => ({
+    t: managerNow(m),
+    id: slot.id,
+    url: slot.key,
+    status: slot.status,
+    wanted: slot.wanted,
+    isLocal: slot.isLocal,
+    retries: slot.retries,
+    connectionState: slot.connectionState,
+    error: slot.error === undefined ? undefined : errorRecord(slot.error),
+  }));
+}
+
+function dataRecord(data: ConnectionManagerData): DataConnectionRecord[] {
+  return data.getConnections().map((connection) => ({
+    url: connection.transport.livekit_service_url,
+    state: shownState(connection),
+    participants: data
+      .getParticipantsForTransport(connection.transport)
+      .map((p) => p.identity)
+      .sort(),
+  }));
+}
+
 export const api: E2eApi = {
   create(p: ConnectionParams): string {
     const id = `c${nextId++}`;
@@ -397,6 +491,152 @@ export const api: E2eApi = {
 
   updateDelayedLeave(id, delayedLeave) {
     entry(id).connection.updateDelayedLeave(delayedLeave ?? undefined);
+  },
+
+  createManager(p: ManagerParams): string {
+    const id = `m${nextId++}`;
+    const client = createClient({
+      baseUrl: p.baseUrl,
+      accessToken: p.accessToken,
+      userId: p.userId,
+      deviceId: p.deviceId,
+    });
+    const local = new BehaviorSubject(p.local === null ? null : { transport: livekitTransport(p.local) });
+    const remote = new BehaviorSubject(p.remote.map(livekitTransport));
+    const manager = new ConnectionManager(
+      {
+        localTransport$: local,
+        remoteTransports$: remote,
+        livekitRoomFactory: () => new Room(),
+        client,
+        roomId: p.roomId,
+        ownMembershipIdentity: { userId: p.userId, deviceId: p.deviceId, memberId: p.memberId },
+        retry: p.retry,
+        timeouts: p.timeouts,
+        // (only when given, so that the package's default is what a scenario without it tests)
+        ...(p.reconnect !== undefined ? { reconnect: p.reconnect } : {}),
+      },
+      consoleLogger(`[e2e ${id}]`),
+    );
+    const m: ManagerEntry = {
+      manager,
+      local,
+      remote,
+      localUser: { userId: p.userId, deviceId: p.deviceId },
+      t0: performance.now(),
+      managerStates: [],
+      slots: [],
+      data: [],
+      dataCompleted: false,
+      connections: new Map(),
+      stops: [],
+    };
+    managers.set(id, m);
+    // The chart's state and each slot entry, on each snapshot (a slot entry when one of its fields changed).
+    const follow = (): void => {
+      const snapshot = manager.actor.getSnapshot();
+      const state = statePath(snapshot.value);
+      if (m.managerStates.at(-1)?.state !== state) m.managerStates.push({ t: managerNow(m), state });
+      for (const record of slotRecords(m)) {
+        const last = m.slots.findLast((r) => r.id === record.id);
+        const same = (r: SlotRecord): string => JSON.stringify({ ...r, t: 0 });
+        if (!last || same(last) !== same(record)) m.slots.push(record);
+      }
+    };
+    follow();
+    manager.actor.subscribe({ next: follow, error: () => {} });
+    // The data's values; each connection's state$ from the first value that holds it.
+    manager.connectionManagerData$.subscribe({
+      next: (data) => {
+        for (const connection of data.getConnections()) {
+          if (m.connections.has(connection)) continue;
+          const rec: { url: string; states: StateRecord[]; completedAt?: number } = {
+            url: connection.transport.livekit_service_url,
+            states: [],
+          };
+          m.connections.set(connection, rec);
+          connection.state$.subscribe({
+            next: (s) => rec.states.push(stateRecord(managerNow(m), s)),
+            complete: () => (rec.completedAt = managerNow(m)),
+          });
+        }
+        m.data.push({ t: managerNow(m), version: data.version, connections: dataRecord(data) });
+      },
+      complete: () => (m.dataCompleted = true),
+    });
+    return id;
+  },
+
+  setTransports(id, local, remote) {
+    const m = managerEntry(id);
+    const nextLocal = local === null ? null : { transport: livekitTransport(local) };
+    if (JSON.stringify(nextLocal) !== JSON.stringify(m.local.value)) m.local.next(nextLocal);
+    const nextRemote = remote.map(livekitTransport);
+    if (JSON.stringify(nextRemote) !== JSON.stringify(m.remote.value)) m.remote.next(nextRemote);
+  },
+
+  async stopManager(id) {
+    const m = managerEntry(id);
+    const s: ManagerRecording["stops"][number] = { calledAt: managerNow(m) };
+    m.stops.push(s);
+    await m.manager.stop();
+    s.resolvedAt = managerNow(m);
+  },
+
+  managerRecording(id) {
+    const m = managerEntry(id);
+    return {
+      manager: structuredClone(m.managerStates),
+      slots: structuredClone(m.slots),
+      currentSlots: slotRecords(m),
+      data: structuredClone(m.data),
+      current: dataRecord(m.manager.connectionManagerData$.value),
+      dataCompleted: m.dataCompleted,
+      connections: [...m.connections].map(([connection, rec]) => ({
+        ...structuredClone(rec),
+        livekitAlias: connection.livekitAlias,
+        localIdentity: connection.livekitRoom.localParticipant.identity || undefined,
+        roomState: connection.livekitRoom.state,
+      })),
+      stops: structuredClone(m.stops),
+      epochAtT0: performance.timeOrigin + m.t0,
+    };
+  },
+
+  async matchMembers(id, memberships) {
+    const m = managerEntry(id);
+    const parsed = await Promise.all(
+      memberships.map(async (x, i) => {
+        const transport = livekitTransport(x.serviceUrl);
+        // The MSC4143 membership (sticky event) as matrix-js-sdk 43 checks it (checkRtcMembershipData).
+        const event = new MatrixEvent({
+          type: EventType.RTCMembership,
+          sender: x.userId,
+          event_id: `$e2e-member-${i}`,
+          room_id: "!e2e:localhost",
+          origin_server_ts: Date.now(),
+          content: {
+            slot_id: "m.call#ROOM",
+            application: { type: "m.call" },
+            member: { user_id: x.userId, device_id: x.deviceId, id: x.memberId },
+            transports: { published: [transport], can_subscribe: [] },
+            versions: [],
+            sticky_key: x.memberId,
+          },
+        });
+        const membership = await CallMembership.parseFromEvent(event);
+        return { membership, transport: membership.getTransport(membership) as LivekitTransportConfig | undefined };
+      }),
+    );
+    const matched = matchMembershipsToParticipants(parsed, m.manager.connectionManagerData$.value, m.localUser);
+    return matched.map((x) => ({
+      userId: x.membership.userId,
+      deviceId: x.membership.deviceId,
+      rtcBackendIdentity: x.membership.rtcBackendIdentity,
+      transportUrl: x.transport?.livekit_service_url,
+      connectionUrl: x.connection?.transport.livekit_service_url ?? null,
+      participantIdentity: x.participant?.identity ?? null,
+    }));
   },
 
   async matrixCreateRoom(p) {

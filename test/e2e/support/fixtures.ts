@@ -10,7 +10,11 @@ import { chromium, type Browser, type BrowserContext, type Page } from "playwrig
 import type {
   ConnectionParams,
   DelayedLeaveParams,
+  ManagerParams,
+  ManagerRecording,
+  MatchedMemberRecord,
   MatrixParams,
+  MembershipParams,
   PeerConnectionReport,
   Recording,
   StateRecord,
@@ -140,6 +144,28 @@ export class ConnectionHandle {
   }
 }
 
+/** One ConnectionManager inside a user's page. */
+export class ManagerHandle {
+  constructor(
+    readonly page: Page,
+    readonly id: string,
+  ) {}
+
+  /** New transports: the local one's and the remote ones' `livekit_service_url`s. */
+  setTransports(local: string | null, remote: string[]): Promise<void> {
+    return this.page.evaluate(([id, l, r]) => window.e2e.setTransports(id, l, r), [this.id, local, remote] as const);
+  }
+  stop(): Promise<void> {
+    return this.page.evaluate((id) => window.e2e.stopManager(id), this.id);
+  }
+  recording(): Promise<ManagerRecording> {
+    return this.page.evaluate((id) => window.e2e.managerRecording(id), this.id);
+  }
+  matchMembers(memberships: MembershipParams[]): Promise<MatchedMemberRecord[]> {
+    return this.page.evaluate(([id, ms]) => window.e2e.matchMembers(id, ms), [this.id, memberships] as const);
+  }
+}
+
 /** A user: a browser context of their own, with the test page loaded. */
 export class UserPage {
   readonly logs: string[] = [];
@@ -224,6 +250,22 @@ export class UserPage {
     };
     const id = await this.page.evaluate((x) => window.e2e.create(x), params);
     return new ConnectionHandle(this.page, id);
+  }
+
+  /** A ConnectionManager for this user (a fresh memberId unless given), following the transports given. */
+  async manager(
+    p: Partial<ManagerParams> & Pick<ManagerParams, "roomId" | "local" | "remote">,
+  ): Promise<ManagerHandle> {
+    const params: ManagerParams = {
+      baseUrl: this.e2e.env.stack.homeserver.base_url,
+      accessToken: this.user.access_token,
+      userId: this.user.user_id,
+      deviceId: this.user.device_id,
+      memberId: `m-${randomBytes(4).toString("hex")}`,
+      ...p,
+    };
+    const id = await this.page.evaluate((x) => window.e2e.createManager(x), params);
+    return new ManagerHandle(this.page, id);
   }
 }
 
