@@ -6,10 +6,15 @@
  */
 import type { RemoteParticipant } from "livekit-client";
 import { BehaviorSubject, Subject } from "rxjs";
-import type { InspectionEvent } from "xstate";
+import { fromPromise, type InspectionEvent } from "xstate";
 import {
   ConnectionManager,
   ConnectionState,
+  connectionActors,
+  connectionDepsOf,
+  connectionMachine,
+  reveal,
+  type ConnectRoomInput,
   toCallError,
   matchMembershipsToParticipants,
   type ConnectionManagerData,
@@ -304,6 +309,24 @@ describe("this package's rules", () => {
     h.manager.updateDelayedLeave(undefined);
     expect(leaveOf("l")).toBeUndefined();
     expect(() => h.manager.updateDelayedLeave({ delayId: "", delayTimeoutMs: 1 })).toThrow(/delayId/);
+  });
+  test("the machine option runs a connection machine of one's own for every transport", async () => {
+    serveTokens("a", "b");
+    const connected: string[] = [];
+    const machine = connectionMachine.provide({
+      actors: {
+        ...connectionActors,
+        connectRoom: fromPromise<void, ConnectRoomInput>(async ({ input }) => {
+          const room = connectionDepsOf(input).room as FakeRoom;
+          connected.push(connectionDepsOf(input).transport.livekit_service_url);
+          await room.connect(input.url, reveal(input.jwt));
+        }),
+      },
+    });
+    const h = makeManager({ machine });
+    h.remote$.next([transport("a"), transport("b")]);
+    await waitUntil(allConnected(h, 2), "both connected");
+    expect(connected.sort()).toEqual([url("a"), url("b")]);
   });
 });
 
