@@ -6,15 +6,8 @@
  */
 import { ConnectionError, DisconnectReason } from "livekit-client";
 import type { ServerResponse } from "node:http";
-import {
-  SimulatedClock,
-  waitFor,
-  type AnyStateNode,
-  type InspectionEvent,
-  type SnapshotFrom,
-  type StateValue,
-} from "xstate";
-import { createTestModel, getStateNodes } from "xstate/graph";
+import { SimulatedClock, waitFor, type StateValue } from "xstate";
+import { createTestModel } from "xstate/graph";
 import {
   ConnectionLostError,
   ConnectionState,
@@ -26,7 +19,6 @@ import {
   SFURoomCreationRestrictedError,
   UnknownCallError,
   connectionMachine,
-  type ConnectionMachine,
 } from "../../src";
 import { flush } from "../support/fakeRoom";
 import {
@@ -42,6 +34,7 @@ import {
 import { LoopbackServer, sendJson, type HeldRequests } from "../support/loopbackServer";
 import { waitUntil } from "../support/waitUntil";
 import { makeLivekitJwt } from "../support/tokens";
+import { ChartCoverage } from "./chartCoverage";
 import { connectionModel, type ModelEvent, type ModelState } from "./connectionModel";
 
 const PHASE_TIMEOUT_MS = 300;
@@ -82,7 +75,7 @@ function create(existing?: "valid" | "expired", forceJwtEndpoint?: "matrix_2_0",
     clock,
     forceJwtEndpoint,
     delayedLeave: withDelayedLeave ? delayedLeave() : undefined,
-    inspect: record,
+    inspect: coverage.record,
     existingSFUConfig: existing && {
       url: "wss://sfu.example.org",
       jwt: makeLivekitJwt({ expiresInS: existing === "valid" ? 3600 : -10 }),
@@ -100,52 +93,9 @@ function sut(): Harness {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Coverage of the real machine, recorded from its inspection events.
+// Coverage of the real machine, recorded from its inspection events (test/model/chartCoverage.ts).
 
-const coveredTransitions = new Set<string>();
-const visitedStates = new Set<string>();
-
-const transitionKey = (source: AnyStateNode, eventType: string, index: number): string =>
-  `${source.id} --${eventType}[${index}]--> `;
-
-/** Off while a test cleans up, so the clean-up's own transitions do not count as covered. */
-let recording = false;
-
-function record(event: InspectionEvent): void {
-  if (!recording) return;
-  const fromRoot = event.actorRef.sessionId === event.rootId; // not from an invoked child
-  // Microsteps, not snapshots: a transient state (Starting) is only ever seen between two microsteps.
-  if (event.type === "@xstate.microstep" && fromRoot) {
-    // `_transitions` is not public API: fail loudly if an xstate upgrade changes it.
-    if (!Array.isArray(event._transitions)) throw new Error("xstate's microstep event no longer lists _transitions");
-    for (const t of event._transitions) {
-      const candidates = t.eventType === "" ? t.source.always! : t.source.transitions.get(t.eventType)!;
-      coveredTransitions.add(transitionKey(t.source, t.eventType, candidates.indexOf(t)));
-    }
-    const snapshot = event.snapshot as SnapshotFrom<ConnectionMachine>;
-    for (const id of stateIds(snapshot.value, "connection")) visitedStates.add(id);
-  }
-  if (event.type === "@xstate.snapshot" && fromRoot) {
-    const snapshot = event.snapshot as SnapshotFrom<ConnectionMachine>;
-    for (const id of stateIds(snapshot.value, "connection")) visitedStates.add(id);
-  }
-}
-
-function stateIds(value: StateValue, prefix: string): string[] {
-  if (typeof value === "string") return [prefix, `${prefix}.${value}`];
-  return [prefix, ...Object.entries(value).flatMap(([k, v]) => stateIds(v as StateValue, `${prefix}.${k}`))];
-}
-
-/** The machine's state nodes, the root included. */
-const allStateNodes = (root: AnyStateNode): AnyStateNode[] => [root, ...getStateNodes(root)];
-
-function allTransitions(): string[] {
-  return allStateNodes(connectionMachine.root).flatMap((node) =>
-    [...node.transitions.entries(), ["", node.always ?? []] as const].flatMap(([eventType, ts]) =>
-      ts.map((_, i) => transitionKey(node, eventType, i)),
-    ),
-  );
-}
+const coverage = new ChartCoverage([connectionMachine]);
 
 // ---------------------------------------------------------------------------------------------------------------
 // What each model state means on the real Connection.
@@ -452,11 +402,11 @@ beforeEach(() => {
     delegate: server.hold(DELEGATE_PATH),
   };
   h = undefined;
-  recording = true;
+  coverage.recording = true;
 });
 
 afterEach(async () => {
-  recording = false;
+  coverage.recording = false;
   if (!h) return;
   h.room.holdDisconnect = false;
   h.room.releaseDisconnect();
@@ -486,18 +436,15 @@ describe("generated paths through the connection model", () => {
 
 describe("coverage of connectionMachine", () => {
   test("the generated paths took every transition of the machine", () => {
-    const missing = allTransitions().filter((t) => !coveredTransitions.has(t));
-    expect(missing).toEqual([]);
+    const { states, transitions } = coverage.figures(connectionMachine);
+    expect(transitions.missing).toEqual([]);
     console.info(
-      `model-based coverage: ${coveredTransitions.size}/${allTransitions().length} transitions, ` +
-        `${visitedStates.size}/${allStateNodes(connectionMachine.root).length} states, ${paths.length} paths`,
+      `model-based coverage: ${transitions.covered}/${transitions.total} transitions, ` +
+        `${states.covered}/${states.total} states, ${paths.length} paths`,
     );
   });
 
   test("the generated paths visited every state of the machine", () => {
-    const missing = allStateNodes(connectionMachine.root)
-      .map((n) => n.id)
-      .filter((id) => !visitedStates.has(id));
-    expect(missing).toEqual([]);
+    expect(coverage.figures(connectionMachine).states.missing).toEqual([]);
   });
 });
