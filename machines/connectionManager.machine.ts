@@ -1,4 +1,4 @@
-import { assign, enqueueActions, setup, stopChild, type SnapshotFrom } from "xstate";
+import { assign, enqueueActions, setup, stopChild, type AnyActorRef, type SnapshotFrom } from "xstate";
 import {
   DEFAULT_JWT_MARGIN_MS,
   DEFAULT_RECONNECT_POLICY,
@@ -244,6 +244,16 @@ export const connectionManagerMachine = setup({
         );
       },
     }),
+    /**
+     * A slot that crashed (a bug; xstate does not stop the children of an actor that errors) would leave its
+     * connection running: it is sent DISPOSE, which disconnects its room.
+     */
+    disposeOrphanedConnection: enqueueActions(({ event, self, enqueue }) => {
+      const slots = self.getSnapshot().children as Record<string, AnyActorRef | undefined>;
+      const slot = slots[slotIdOf(event.type)]?.getSnapshot() as SlotSnapshot | undefined;
+      const connection = slot?.children.connection;
+      if (connection?.getSnapshot().status === "active") enqueue.sendTo(connection, { type: "DISPOSE" });
+    }),
     /** A slot is done (or crashed): its child is stopped (a done child stays in `children` otherwise), its entry dropped. */
     dropSlot: enqueueActions(({ context, event, enqueue }) => {
       const id = slotIdOf(event.type);
@@ -282,7 +292,7 @@ export const connectionManagerMachine = setup({
     "xstate.snapshot.*": { actions: "followSlot" },
     "xstate.done.actor.*": { actions: "dropSlot" },
     // A slot crashed (a bug): dropped, not respawned until the transports change.
-    "xstate.error.actor.*": { actions: "dropSlot" },
+    "xstate.error.actor.*": { actions: ["disposeOrphanedConnection", "dropSlot"] },
   },
   states: {
     Running: {

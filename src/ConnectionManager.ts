@@ -116,7 +116,8 @@ export class ConnectionManager<R extends LivekitRoomLike = Room> {
   private readonly adopted = new Map<string, Adopted<R>>();
   private readonly data = new BehaviorSubject<ConnectionManagerData<R>>(new ConnectionManagerData<R>(0));
   private readonly inputs: Subscription[] = [];
-  private readonly slotStatus = new Map<string, string>();
+  /** The last entry seen of each slot, to log its changes. */
+  private readonly seen = new Map<string, SlotEntry>();
 
   constructor(opts: ConnectionManagerOpts<R>, logger: Logger = silentLogger) {
     const checked = checkSharedOptions(opts);
@@ -230,7 +231,12 @@ export class ConnectionManager<R extends LivekitRoomLike = Room> {
     const slots = snapshot.context.slots;
     const ids = new Set(slots.map((entry) => entry.id));
     for (const entry of slots) this.logStatus(entry);
-    for (const id of this.slotStatus.keys()) if (!ids.has(id)) this.slotStatus.delete(id);
+    for (const [id, entry] of this.seen) {
+      if (ids.has(id)) continue;
+      // A slot ends while wanted only when something broke (a crashed slot: the chart disposes of its connection).
+      if (entry.wanted) this.logger.error(`${entry.key} (${id}): the slot ended while its transport was still wanted`);
+      this.seen.delete(id);
+    }
     for (const [id, adopted] of this.adopted) {
       if (ids.has(id)) continue;
       adopted.participants.unsubscribe();
@@ -276,11 +282,14 @@ export class ConnectionManager<R extends LivekitRoomLike = Room> {
   }
 
   private logStatus(entry: SlotEntry): void {
-    if (this.slotStatus.get(entry.id) === entry.status) return;
-    this.slotStatus.set(entry.id, entry.status);
+    const before = this.seen.get(entry.id);
+    this.seen.set(entry.id, entry);
+    if (before?.status === entry.status) return;
     const what = `${entry.key} (${entry.id}${entry.isLocal ? ", local" : ""})`;
     if (entry.status === "Broken" || entry.status === "Live.GaveUp") {
-      this.logger.warn(`${what}: ${entry.status}: ${describe(entry.error)}`);
+      // The connection's state tells a lost connection (Failed.ConnectionLost) from spent retries.
+      const state = entry.connectionState === undefined ? "" : ` (connection ${entry.connectionState})`;
+      this.logger.warn(`${what}: ${entry.status}${state}: ${describe(entry.error)}`);
     } else {
       this.logger.info(`${what}: ${entry.status}`);
     }

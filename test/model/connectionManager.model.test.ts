@@ -22,7 +22,17 @@ import {
   type LocalTransportWithSFUConfig,
 } from "../../src";
 import { FakeRoom, flush } from "../support/fakeRoom";
-import { answer, DEVICE_ID, matrixClient, MEMBER_ID, OPENID_PATH, ROOM_ID, SFU_URL, USER_ID } from "../support/harness";
+import {
+  answer,
+  DEVICE_ID,
+  matrixClient,
+  MEMBER_ID,
+  OPENID_PATH,
+  recordingLogger,
+  ROOM_ID,
+  SFU_URL,
+  USER_ID,
+} from "../support/harness";
 import { LoopbackServer, sendJson, type HeldRequests } from "../support/loopbackServer";
 import { makeLivekitJwt } from "../support/tokens";
 import { poll, waitUntil } from "../support/waitUntil";
@@ -93,6 +103,8 @@ interface World {
   dataCompleted: boolean;
   /** Whether L's SFU accepts a connect at once (after the model's first L_CONNECT_OK). */
   lSfuUp: boolean;
+  /** What the manager logged. */
+  logger: ReturnType<typeof recordingLogger>;
   /** Broken promises of the rooms: two rooms of one transport connected at once, a retired one left connected. */
   violations: string[];
 }
@@ -120,6 +132,7 @@ function create(local: Name): void {
     dataCompleted: false,
     lSfuUp: false,
     violations,
+    logger: recordingLogger(),
     manager: undefined as never,
   };
   const livekitRoomFactory = (t: LivekitTransportConfig): FakeRoom => {
@@ -137,20 +150,23 @@ function create(local: Name): void {
     rooms[name].push(room);
     return room;
   };
-  self.manager = new ConnectionManager<FakeRoom>({
-    localTransport$: self.local$,
-    remoteTransports$: self.remote$,
-    client: matrixClient(server),
-    roomId: ROOM_ID,
-    ownMembershipIdentity: { userId: USER_ID, deviceId: DEVICE_ID, memberId: MEMBER_ID },
-    livekitRoomFactory,
-    retry: { maxAttempts: 1 },
-    reconnect: RECONNECT,
-    timeouts: { openIdTokenMs: 10_000, sfuConfigMs: 10_000, disconnectMs: 10_000 },
-    clock: self.clock,
-    inspect: coverage.record,
-    signal: self.abort.signal,
-  });
+  self.manager = new ConnectionManager<FakeRoom>(
+    {
+      localTransport$: self.local$,
+      remoteTransports$: self.remote$,
+      client: matrixClient(server),
+      roomId: ROOM_ID,
+      ownMembershipIdentity: { userId: USER_ID, deviceId: DEVICE_ID, memberId: MEMBER_ID },
+      livekitRoomFactory,
+      retry: { maxAttempts: 1 },
+      reconnect: RECONNECT,
+      timeouts: { openIdTokenMs: 10_000, sfuConfigMs: 10_000, disconnectMs: 10_000 },
+      clock: self.clock,
+      inspect: coverage.record,
+      signal: self.abort.signal,
+    },
+    self.logger,
+  );
   self.manager.connectionManagerData$.subscribe({
     next: (d) => self.data.push(d),
     complete: () => (self.dataCompleted = true),
@@ -515,10 +531,21 @@ const executors: Record<ManagerModelEvent, Executor> = {
   },
   R_SLOT_CRASHES: async () => {
     const rooms = roomCounts();
+    const orphan = lastData().getConnectionForTransport(transport("R"))!;
     world().clock.failNext = true;
     await refuseR();
-    // Dropped, and not made again while the transports stay as they are.
-    return () => expect(roomCounts()).toEqual(rooms);
+    // Dropped, and not made again while the transports stay as they are; its connection disposed of, not left
+    // running without a slot.
+    return async () => {
+      expect(roomCounts()).toEqual(rooms);
+      await waitUntil(() => orphan.livekitRoom.disconnectHeld, "the orphaned connection's room disconnected");
+      orphan.livekitRoom.releaseDisconnect();
+      await waitUntil(() => orphan.actor.getSnapshot().status === "done", "the orphaned connection disposed of");
+      expect(orphan.actor.getSnapshot().value).toBe("Disposed");
+      expect(world().logger.lines.filter((l) => l.startsWith("error"))).toEqual([
+        expect.stringMatching(/svc-r\/livekit\/jwt \(slot-\d+\): the slot ended while its transport was still wanted$/),
+      ]);
+    };
   },
   RETRY_DELAY_PASSES: () => world().clock.increment(RECONNECT.maxDelayMs),
   APP_STARTS_R: () =>
