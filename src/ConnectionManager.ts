@@ -158,27 +158,34 @@ export class ConnectionManager<R extends LivekitRoomLike = Room> {
     const send = (): void => {
       if (this.actor.getSnapshot().status === "active") this.actor.send({ type: "TRANSPORTS_CHANGED", local, remote });
     };
-    const inputError = (name: string) => (e: unknown) =>
-      this.logger.error(`${name} failed (${describe(e)}): its last transports are kept`);
+    const follow = <T>(
+      name: string,
+      source: Observable<unknown>,
+      parse: (v: unknown) => T | undefined,
+      set: (v: T) => void,
+    ) =>
+      source.subscribe({
+        next: (value) => {
+          const next = parse(value);
+          if (next === undefined) return;
+          set(next);
+          send();
+        },
+        error: (e) => this.logger.error(`${name} failed (${describe(e)}): its last transports are kept`),
+      });
     this.inputs.push(
-      opts.localTransport$.subscribe({
-        next: (value) => {
-          const next = this.localTransport(value);
-          if (next === undefined) return;
-          local = next;
-          send();
-        },
-        error: inputError("localTransport$"),
-      }),
-      opts.remoteTransports$.subscribe({
-        next: (value) => {
-          const next = this.remoteTransports(value);
-          if (next === undefined) return;
-          remote = next;
-          send();
-        },
-        error: inputError("remoteTransports$"),
-      }),
+      follow(
+        "localTransport$",
+        opts.localTransport$,
+        (v) => this.localTransport(v),
+        (v) => (local = v),
+      ),
+      follow(
+        "remoteTransports$",
+        opts.remoteTransports$,
+        (v) => this.remoteTransports(v),
+        (v) => (remote = v),
+      ),
     );
 
     const signal = opts.signal;
