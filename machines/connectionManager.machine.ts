@@ -138,7 +138,7 @@ function slotIdOf(type: string): string {
  * slot. The delayed leave goes to the local slot only, as it is when the slot is spawned; moving it to another
  * slot (and what the old service then does with it) is the app's business.
  */
-export const connectionManagerMachine = setup({
+export const connectionManagerMachine = /* @__PURE__ */ setup({
   types: {
     context: {} as ConnectionManagerContext,
     events: {} as ConnectionManagerEvent,

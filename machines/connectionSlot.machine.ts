@@ -90,7 +90,7 @@ export function connectionOutcome(state: string | undefined): ConnectionOutcomeE
  * up stays so until the manager retires it; a `Stopped` from the app's own `stop()` is left alone; RETIRE ends
  * the slot only once the connection reports `Stopped` (STOP, not `stopChild`, so that the room is disconnected).
  */
-export const connectionSlotMachine = setup({
+export const connectionSlotMachine = /* @__PURE__ */ setup({
   types: {
     context: {} as ConnectionSlotContext,
     events: {} as ConnectionSlotEvent,
