@@ -166,3 +166,16 @@ const width = Math.max(...rows.map(([f]) => f.length));
 console.log(`built in ${Math.round(performance.now() - started)} ms`);
 for (const [f, bytes] of rows) console.log(`  ${f.padEnd(width)}  ${String(bytes).padStart(8)} B`);
 console.log(`min+gz size (ESM, minified, gzip -9, peers external): ${gzBytes} bytes`);
+
+// What an app bundles that imports one class from the ESM build (tree-shaken, minified, gzip -9, peers external).
+for (const name of ["Connection", "ConnectionManager"]) {
+  const shaken = await esbuild.build({
+    stdin: { contents: `export { ${name} } from "./dist/index.mjs";`, resolveDir: root, loader: "js" },
+    bundle: true,
+    minify: true,
+    format: "esm",
+    write: false,
+    external: common.external,
+  });
+  console.log(`  … importing ${name} alone: ${gzipSync(shaken.outputFiles[0].contents, { level: 9 }).length} bytes`);
+}
