@@ -86,3 +86,12 @@ export class ChartCoverage {
     };
   }
 }
+
+/**
+ * `createTestModel` options for a vertex per model transition: xstate/graph's default folds every self-loop of a
+ * state into one vertex, which would leave all but one of them unexecuted.
+ */
+export const ONE_PATH_PER_TRANSITION = {
+  serializeTransition: (_: unknown, event: { type: string } | undefined, previous: { value: unknown } | undefined) =>
+    event && previous ? ` via ${event.type} from ${JSON.stringify(previous.value)}` : "",
+};

@@ -34,7 +34,7 @@ import {
 import { LoopbackServer, sendJson, type HeldRequests } from "../support/loopbackServer";
 import { waitUntil } from "../support/waitUntil";
 import { makeLivekitJwt } from "../support/tokens";
-import { ChartCoverage } from "./chartCoverage";
+import { ChartCoverage, ONE_PATH_PER_TRANSITION } from "./chartCoverage";
 import { connectionModel, type ModelEvent, type ModelState } from "./connectionModel";
 
 const PHASE_TIMEOUT_MS = 300;
@@ -391,7 +391,7 @@ const executors: Record<ModelEvent, () => void | Promise<void>> = {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-const model = createTestModel(connectionModel);
+const model = createTestModel(connectionModel, ONE_PATH_PER_TRANSITION);
 const paths = model.getShortestPaths();
 
 beforeEach(() => {

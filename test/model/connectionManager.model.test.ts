@@ -36,7 +36,7 @@ import {
 import { LoopbackServer, sendJson, type HeldRequests } from "../support/loopbackServer";
 import { makeLivekitJwt } from "../support/tokens";
 import { poll, waitUntil } from "../support/waitUntil";
-import { ChartCoverage } from "./chartCoverage";
+import { ChartCoverage, ONE_PATH_PER_TRANSITION } from "./chartCoverage";
 import {
   connectionManagerModel,
   managerModelEvents,
@@ -557,12 +557,7 @@ const executors: Record<ManagerModelEvent, Executor> = {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-// A vertex per model transition: xstate/graph's default folds every self-loop of a state into one vertex, which
-// would leave all but one of them unexecuted.
-const model = createTestModel(connectionManagerModel, {
-  serializeTransition: (_, event, previous) =>
-    event && previous ? ` via ${event.type} from ${JSON.stringify(previous.value)}` : "",
-});
+const model = createTestModel(connectionManagerModel, ONE_PATH_PER_TRANSITION);
 const paths = model.getShortestPaths();
 const startedAt = Date.now();
 
