@@ -1,9 +1,10 @@
 // Builds the package into dist/:
 //   dist/index.mjs (+ .map)   ESM bundle of src/index.ts
 //   dist/index.cjs (+ .map)   CJS bundle of src/index.ts
+//   dist/view.{mjs,cjs}       the live statechart view (src/view.ts), the subpath export "./view"
 //   dist/types/**.d.ts        declarations, emitted by TypeScript 7's native `tsc` (tsconfig.build.json)
 //   dist/index.d.mts          `export *` of ./types/src/index.js, for `import` (exports map)
-//   dist/index.d.cts          the same, for `require`
+//   dist/index.d.cts          the same, for `require` (and dist/view.d.{mts,cts} for the view)
 // The peers (xstate, livekit-client, rxjs, and their subpaths) stay external. The machines' state descriptions
 // stay in the source, where Stately's editor and `npm run diagram` read them, and are left out of the bundles.
 // Usage: node scripts/build.mjs   (npm run build)
@@ -62,7 +63,8 @@ const withoutStateDescriptions = {
 
 const common = {
   absWorkingDir: root,
-  entryPoints: ["src/index.ts"],
+  entryPoints: { index: "src/index.ts", view: "src/view.ts" },
+  outdir: "dist",
   bundle: true,
   target: "es2022",
   platform: "neutral",
@@ -78,10 +80,10 @@ const common = {
 let results;
 try {
   results = await Promise.all([
-    esbuild.build({ ...common, format: "esm", outfile: "dist/index.mjs" }),
+    esbuild.build({ ...common, format: "esm", outExtension: { ".js": ".mjs" } }),
     // platform "node" for CJS only: it adds the annotation that lets Node's ESM loader see named exports when
     // something imports index.cjs directly; the code itself uses no Node API.
-    esbuild.build({ ...common, format: "cjs", platform: "node", outfile: "dist/index.cjs" }),
+    esbuild.build({ ...common, format: "cjs", platform: "node", outExtension: { ".js": ".cjs" } }),
   ]);
 } catch (e) {
   fail(`esbuild failed: ${e.message}`);
@@ -118,9 +120,11 @@ if (tscRun.status !== 0) {
 // 4. Entry declarations for the exports map. dist/types/** has no package.json "type" above it but the
 // project's (none, so CommonJS-format .d.ts files); ESM consumers reach them through index.d.mts, which
 // TypeScript allows like Node allows named imports of CJS modules. (xstate publishes its types the same way.)
-const reexport = 'export * from "./types/src/index.js";\n';
-writeFileSync(join(dist, "index.d.mts"), reexport);
-writeFileSync(join(dist, "index.d.cts"), reexport);
+for (const entry of ["index", "view"]) {
+  const reexport = `export * from "./types/src/${entry}.js";\n`;
+  writeFileSync(join(dist, `${entry}.d.mts`), reexport);
+  writeFileSync(join(dist, `${entry}.d.cts`), reexport);
+}
 
 // 5. Sizes.
 function sizeOfTree(path) {
@@ -138,6 +142,8 @@ function sizeOfTree(path) {
 
 const minified = await esbuild.build({
   ...common,
+  entryPoints: ["src/index.ts"],
+  outdir: undefined,
   format: "esm",
   minify: true,
   sourcemap: false,
@@ -156,6 +162,8 @@ const rows = [
   "dist/index.cjs.map",
   "dist/index.d.mts",
   "dist/index.d.cts",
+  "dist/view.mjs",
+  "dist/view.cjs",
   "dist/types",
 ].map((f) => {
   const { bytes, files } = sizeOfTree(join(root, f));
@@ -166,6 +174,20 @@ const width = Math.max(...rows.map(([f]) => f.length));
 console.log(`built in ${Math.round(performance.now() - started)} ms`);
 for (const [f, bytes] of rows) console.log(`  ${f.padEnd(width)}  ${String(bytes).padStart(8)} B`);
 console.log(`min+gz size (ESM, minified, gzip -9, peers external): ${gzBytes} bytes`);
+
+const viewMin = await esbuild.build({
+  ...common,
+  entryPoints: ["src/view.ts"],
+  outdir: undefined,
+  format: "esm",
+  minify: true,
+  sourcemap: false,
+  legalComments: "none",
+  metafile: false,
+  write: false,
+  outfile: "dist/view.min.mjs",
+});
+console.log(`  … the view ("./view"): ${gzipSync(viewMin.outputFiles[0].contents, { level: 9 }).length} bytes`);
 
 // What an app bundles that imports one class from the ESM build (tree-shaken, minified, gzip -9, peers external).
 for (const name of ["Connection", "ConnectionManager"]) {

@@ -153,6 +153,7 @@ for (const name of ${JSON.stringify([...OTHER_ERRORS, "CallError"])}) check(pkg[
 check(typeof pkg.connectionMachine?.provide === "function", "connectionMachine is not an XState machine (no provide())");
 check(pkg.ConnectionState?.Initialized === "Initialized", "ConnectionState.Initialized is not \\"Initialized\\"");
 check(pkg.isCallError(new pkg.UnknownCallError(new Error("x"))), "isCallError(new UnknownCallError()) is false");
+check(typeof view.mountStatechartView === "function", "the ./view export has no mountStatechartView()");
 
 const calls = [];
 const room = {
@@ -202,11 +203,13 @@ const RUNTIME = {
 const pkg = { ${IMPORT_LIST} };
 const resolved = import.meta.resolve("${pkg.name}");
 const EXPECTED_ENTRY = "/dist/index.mjs";
+const view = await import("${pkg.name}/view");
 ${RUNTIME_BODY}`,
   cjs: `const { ${IMPORT_LIST} } = require("${pkg.name}");
 const pkg = { ${IMPORT_LIST} };
 const resolved = require.resolve("${pkg.name}").replace(/\\\\/g, "/");
 const EXPECTED_ENTRY = "/dist/index.cjs";
+const view = require("${pkg.name}/view");
 ${RUNTIME_BODY}`,
 };
 
@@ -226,6 +229,7 @@ const CONSUMER_TS = `import {
   type OpenIDClientParts,
   type SFUConfig,
 } from "${pkg.name}";
+import { mountStatechartView, type StatechartView } from "${pkg.name}/view";
 import { createActor, type Actor, type SnapshotFrom } from "xstate";
 import type { Room } from "livekit-client";
 import type { Observable } from "rxjs";
@@ -272,7 +276,13 @@ const state$: Observable<ConnectionState | CallError> = connection.state$;
 const current: ConnectionState | CallError = connection.state$.value;
 const sameRoom: Room = connection.livekitRoom;
 
-export { initialized, plain, state, config, isError, state$, current, sameRoom };
+// The view's subpath export, typed: it takes a Connection (or any actor) and a DOM element.
+declare const panel: HTMLElement;
+const view: StatechartView = mountStatechartView(panel, connection);
+// @ts-expect-error the view needs an actor
+mountStatechartView(panel, {});
+
+export { initialized, plain, state, config, isError, state$, current, sameRoom, view };
 `;
 
 const TSCONFIG = {
