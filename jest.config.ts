@@ -3,9 +3,12 @@ import type { Config } from "jest";
 
 const common = {
   testEnvironment: "node",
-  transform: { "^.+\\.(t|j)sx?$": ["@swc/jest", {}] as [string, Record<string, unknown>] },
-  // matrix-js-sdk (used in tests as the real Matrix client) and its dependencies are ESM-only.
-  transformIgnorePatterns: ["/node_modules/(?!(matrix-js-sdk|p-retry|is-network-error|content-type)/)"],
+  transform: { "^.+\\.(t|m?j)sx?$": ["@swc/jest", {}] as [string, Record<string, unknown>] },
+  // matrix-js-sdk (used in tests as the real Matrix client) and its dependencies, and @statelyai/inspect (the
+  // WebSocket inspector in test/unit/statelyInspect.test.ts), are ESM-only.
+  transformIgnorePatterns: [
+    "/node_modules/(?!(matrix-js-sdk|p-retry|is-network-error|content-type|@statelyai/inspect)/)",
+  ],
 };
 
 const config: Config = {

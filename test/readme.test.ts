@@ -23,12 +23,6 @@ declare global {
 }
 export {};
 `;
-/** @statelyai/inspect is not a dependency; its shape as the README uses it. */
-const inspectModule = `
-declare module "@statelyai/inspect" {
-  export function createBrowserInspector(): { inspect: (event: unknown) => void };
-}
-`;
 
 test("the README has TypeScript examples", () => {
   expect(blocks.length).toBeGreaterThanOrEqual(2);
@@ -39,7 +33,6 @@ test("every TypeScript example in the README type-checks", () => {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "ambient.d.ts"), ambient);
-  writeFileSync(join(dir, "inspect-module.d.ts"), inspectModule);
   blocks.forEach((code, i) => {
     const source = code.replace(/from "matrixrtc-connection-machine"/g, `from "${root}/src"`);
     writeFileSync(join(dir, `example${i}.ts`), `${source}\nexport {};\n`);
