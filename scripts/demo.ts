@@ -8,16 +8,23 @@
  *   npm run demo -- --scenario NAME        one of the situations of the e2e suite (--help lists them)
  *   npm run demo -- --serve [--port N]     keep the stack and a page up for a person's browser (Ctrl-C ends)
  *
+ * With --serve, each user's page has start() / stop(), the connection's state$ and participants, and the live
+ * statechart view of its Connection; the users connect through an SFU of the demo's own (a LiveKit and a jwt
+ * stand-in on free ports, as the e2e scenarios that kill LiveKit have), which the page's buttons kill (`kill -9`)
+ * and start again through a loopback-only control endpoint of this process (a token in the page's fragment).
+ *
  * Everything but --serve runs inside a loopback-only network namespace (scripts/isolated.sh).
  */
 import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import type { Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium, type Browser } from "playwright-core";
 import type { ConnectionParams, StateRecord } from "../test/e2e/page/api";
+import { DedicatedSfu } from "../test/e2e/support/dedicatedSfu";
 import type { E2eUser, StackJson } from "../test/e2e/support/env";
 import { ConnectionHandle } from "../test/e2e/support/fixtures";
 import {
@@ -236,6 +243,66 @@ async function runScenario(browser: Browser, pageUrl: string, stack: StackJson, 
   }
 }
 
+/** Base64url of JSON, for the page's fragment (plain base64's `+` would read as a space there). */
+const toFragment = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString("base64url");
+
+/**
+ * The control endpoint of --serve, on a free port of 127.0.0.1: `GET /sfu` (is the demo's LiveKit running),
+ * `POST /sfu/kill` (`kill -9`) and `POST /sfu/start` (start it again on the same ports). Only requests with the
+ * token (header `x-demo-token`) are served, and only the page's origin may read the answers (CORS): another page
+ * of this machine's browser cannot kill the SFU. One action at a time.
+ */
+function serveControl(sfu: DedicatedSfu, pageOrigin: string, token: string): Promise<Server> {
+  let queue: Promise<unknown> = Promise.resolve();
+  const serially = <T>(action: () => Promise<T>): Promise<T> => {
+    const next = queue.then(action);
+    queue = next.catch(() => {});
+    return next;
+  };
+  const server = createServer((req, res) => {
+    const cors = {
+      "access-control-allow-origin": pageOrigin,
+      "access-control-allow-methods": "GET, POST",
+      "access-control-allow-headers": "x-demo-token",
+    };
+    if (req.method === "OPTIONS") return void res.writeHead(204, cors).end();
+    if (req.headers["x-demo-token"] !== token) return void res.writeHead(403, cors).end();
+    const path = new URL(req.url ?? "/", "http://127.0.0.1").pathname;
+    const action =
+      req.method === "POST" && path === "/sfu/kill"
+        ? async () => {
+            await sfu.killLivekit();
+            say("the page killed the demo's LiveKit (kill -9)");
+          }
+        : req.method === "POST" && path === "/sfu/start"
+          ? async () => {
+              if (sfu.livekitPid !== undefined) return;
+              await sfu.restartLivekit();
+              say(`the page started the demo's LiveKit again (it answers at ${sfu.httpUrl})`);
+            }
+          : req.method === "GET" && path === "/sfu"
+            ? async () => {}
+            : undefined;
+    if (!action) return void res.writeHead(404, cors).end();
+    serially(action).then(
+      () =>
+        res
+          .writeHead(200, { ...cors, "content-type": "application/json" })
+          .end(
+            JSON.stringify({ livekit: sfu.livekitPid === undefined ? "killed" : "running", starts: sfu.livekitStarts }),
+          ),
+      (e: unknown) =>
+        res
+          .writeHead(500, { ...cors, "content-type": "application/json" })
+          .end(JSON.stringify({ livekit: "?", starts: sfu.livekitStarts, error: String(e) })),
+    );
+  });
+  return new Promise((ok, fail) => {
+    server.once("error", fail);
+    server.listen(0, "127.0.0.1", () => ok(server));
+  });
+}
+
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   if (!o.inNetns) {
@@ -262,11 +329,19 @@ async function main(): Promise<void> {
 
   const dir = mkdtempSync(join(tmpdir(), "matrixrtc-demo-"));
   let server: Server | undefined;
+  let control: Server | undefined;
+  let sfu: DedicatedSfu | undefined;
   let browser: Browser | undefined;
   const cleanup = async (): Promise<void> => {
     await browser?.close().catch(() => {});
     server?.closeAllConnections();
     server?.close();
+    control?.closeAllConnections();
+    control?.close();
+    if (sfu) {
+      say("stopping the demo's own SFU");
+      await sfu.stop();
+    }
     rmSync(dir, { recursive: true, force: true });
     if (!wasUp) {
       say("taking the stack down");
@@ -279,12 +354,23 @@ async function main(): Promise<void> {
     const pageUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
 
     if (o.serve) {
+      sfu = await DedicatedSfu.start(stack, "demo");
+      say(`the demo's own SFU: LiveKit ${sfu.wsUrl}, auth service ${sfu.jwtUrl} (the pages can kill and restart it)`);
+      const token = randomBytes(16).toString("hex");
+      control = await serveControl(sfu, pageUrl.replace(/\/$/, ""), token);
+      const controlUrl = `http://127.0.0.1:${(control.address() as AddressInfo).port}`;
       const users = await registerUsers(stack, ["alice", "bob"]);
       const roomId = `!demo-${Date.now().toString(36)}:${stack.homeserver.server_name}`;
       say(`serving; open these in a browser on this machine (one per user), Ctrl-C to end:`);
       for (const u of users) {
-        const fragment = Buffer.from(JSON.stringify(params(stack, u, roomId))).toString("base64");
-        console.log(`  ${pageUrl}#demo=${fragment}`);
+        const demo = params(stack, u, roomId, {
+          serviceUrl: sfu.jwtUrl,
+          // A killed SFU: livekit-client gives up after three quick resumes, then the package reconnects by itself
+          // (1 s, doubling, at most 5 s apart), so a restarted SFU is back in use within seconds.
+          reconnectDelaysMs: [300, 600, 1200],
+          reconnect: { maxAttempts: 20, initialDelayMs: 1000, maxDelayMs: 5000 },
+        });
+        console.log(`  ${pageUrl}#demo=${toFragment(demo)}&control=${toFragment({ url: controlUrl, token })}`);
       }
       await new Promise<void>((resolve) => {
         process.once("SIGINT", resolve);

@@ -68,9 +68,9 @@ const CSS = `
 .mrtc-sv-ts{margin:1px 0 2px;padding:0;list-style:none;color:#5b6577}
 .mrtc-sv-t.mrtc-sv-taken{color:#a34f00;font-weight:600}
 .mrtc-sv-last{color:#a34f00}
-.mrtc-sv pre{margin:4px 0 0;max-height:16em;overflow:auto;background:#f1f3f6;padding:4px;white-space:pre-wrap}
+.mrtc-sv pre{margin:4px 0 0;max-height:16em;overflow:auto;background:#f1f3f6;padding:4px;white-space:pre-wrap;overflow-wrap:anywhere}
 .mrtc-sv-events{max-height:20em;overflow:auto;margin:0;padding:0;list-style:none;font-family:ui-monospace,monospace}
-.mrtc-sv-events li{white-space:pre-wrap;border-bottom:1px solid #eef0f3}
+.mrtc-sv-events li{white-space:pre-wrap;overflow-wrap:anywhere;border-bottom:1px solid #eef0f3}
 `;
 
 const isMachine = (logic: unknown): logic is MachineLike =>
@@ -227,7 +227,7 @@ class Panel {
     for (const [path, box] of this.states) box.classList.toggle("mrtc-sv-active", active.has(path));
     this.element.dataset.status = snapshot.status;
     // The leaves only: a path with no active path below it.
-    this.element.dataset.value = [...active].filter((p) => !active.has(`${p}.`)).join(" ");
+    this.element.dataset.value = [...active].filter((p) => ![...active].some((q) => q.startsWith(`${p}.`))).join(" ");
     this.head.replaceChildren(
       `${this.ref.id} `,
       this.el("code", "", `(${this.element.dataset.machine}) ${snapshot.status}: ${viewJson(snapshot.value)}`),

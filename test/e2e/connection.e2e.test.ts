@@ -9,6 +9,7 @@
  */
 import { delegationScenarios } from "./scenarios/delegation";
 import { lifecycleScenarios } from "./scenarios/lifecycle";
+import { liveViewScenarios } from "./scenarios/liveView";
 import { measuredScenarios } from "./scenarios/measured";
 import { multiSfuScenarios } from "./scenarios/multiSfu";
 import { refusalScenarios } from "./scenarios/refusals";
@@ -40,5 +41,6 @@ describe("Connection in Chromium against a real LiveKit", () => {
   sfuEventScenarios();
   delegationScenarios();
   multiSfuScenarios();
+  liveViewScenarios();
   measuredScenarios();
 });

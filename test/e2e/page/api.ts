@@ -45,6 +45,11 @@ export interface ConnectionParams {
   forceJwtEndpoint?: "legacy" | "matrix_2_0";
   /** A delayed leave for the auth service to take over (passed on only when given). */
   delayedLeave?: DelayedLeaveParams;
+  /**
+   * Keep the OpenID access tokens the client hands out, in the page only, so that `viewReport` can look for them
+   * in the live view (the v scenarios). They never leave the page.
+   */
+  keepOpenIdTokens?: boolean;
 }
 
 /** The package's `DelayedLeaveOptions`, spelled out (the delay id is a secret: never print it). */
@@ -135,6 +140,8 @@ export interface ManagerParams {
   reconnect?: false | { maxAttempts?: number; initialDelayMs?: number; maxDelayMs?: number };
   retry?: RetryOptions;
   timeouts?: TimeoutOptions;
+  /** As `ConnectionParams.keepOpenIdTokens`. */
+  keepOpenIdTokens?: boolean;
 }
 
 /** A CallError (or another error) as the manager recording shows it. */
@@ -193,6 +200,69 @@ export interface ManagerRecording {
   }[];
   stops: { calledAt: number; resolvedAt?: number }[];
   epochAtT0: number;
+}
+
+/**
+ * What the live statechart view (`src/view.ts`, mounted by `mountView`) did, recorded in the page by a
+ * MutationObserver on its container from before the mount, so no change is missed between two reads: a panel's
+ * `data-value` (its active leaf states, space-separated) or `data-status` changing, a state box gaining
+ * `mrtc-sv-active` or `mrtc-sv-entered`, a transition gaining `mrtc-sv-taken`, a panel added or removed. `t` is
+ * ms since the connection (or manager) was created, the clock of its `Recording`.
+ */
+export interface ViewChange {
+  t: number;
+  /** The panel's `data-actor`. */
+  actor: string;
+  kind: "value" | "status" | "active" | "entered" | "taken" | "added" | "removed";
+  /** The new `data-value` / `data-status`, the state's `data-state`, the transition's text, or the machine's id. */
+  value: string;
+}
+
+/** One panel of the view as it is now. */
+export interface ViewPanel {
+  actor: string;
+  machine: string;
+  status: string;
+  value: string;
+  /** `data-state` of the state boxes with `mrtc-sv-active`, in document order. */
+  active: string[];
+  /** `data-state` of those with `mrtc-sv-entered`. */
+  entered: string[];
+  /** The transitions with `mrtc-sv-taken`: the `data-state` of the state box they are drawn in, and their text. */
+  taken: { source: string; text: string }[];
+  /** The `div.mrtc-sv-last` line. */
+  last: string;
+  /** The `pre.mrtc-sv-context` text. */
+  context: string;
+}
+
+export interface ViewReport {
+  changes: ViewChange[];
+  panels: ViewPanel[];
+  /** The `ol.mrtc-sv-events` items, newest first. */
+  events: string[];
+  /** Whether the view shows a credential, checked at the same moment (see `ViewCredentials`). */
+  credentials: ViewCredentials;
+}
+
+/**
+ * Whether the live view shows a credential, checked in the page (the values never leave it): the view's whole
+ * HTML (text and attributes) searched for each.
+ */
+export interface ViewCredentials {
+  /** How many JWTs the page knows (each connection's `context.sfuConfig.jwt`, revealed in the page). */
+  jwtsKnown: number;
+  /** How many OpenID access tokens the client handed out (`keepOpenIdTokens`). */
+  openIdTokensKnown: number;
+  viewHasJwt: boolean;
+  viewHasOpenIdToken: boolean;
+  /** The client's Matrix access token. */
+  viewHasAccessToken: boolean;
+  /**
+   * `sfuConfig.jwt` of the JSON in each connection panel's context (`[redacted]` when it is right; `(the JWT)` if
+   * it were the JWT itself, which is not sent out of the page).
+   */
+  contextJwts: string[];
 }
 
 /** A call member, as its `org.matrix.msc4143.rtc.member` (m.rtc.member) event describes it. */
@@ -266,6 +336,15 @@ export interface E2eApi {
    * `matchMembershipsToParticipants` against the manager's data now, the manager's user and device as the local one.
    */
   matchMembers(id: string, memberships: MembershipParams[]): Promise<MatchedMemberRecord[]>;
+  /**
+   * Mounts the live statechart view (`mountStatechartView`) of connection or manager `id` in a visible container
+   * of its own, and records its changes (see `ViewChange`).
+   */
+  mountView(id: string): void;
+  /** What the view did and shows now, and whether it shows a credential. */
+  viewReport(id: string): ViewReport;
+  /** The view's `dispose()`. */
+  disposeView(id: string): void;
   /** matrix-js-sdk `createRoom` (private, no federation): a real Matrix room; returns its id. */
   matrixCreateRoom(p: MatrixParams): Promise<string>;
   /** matrix-js-sdk `sendStateEvent`. */

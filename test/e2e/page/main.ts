@@ -25,6 +25,8 @@ import {
   type LivekitTransportConfig,
   type Logger,
 } from "../../../src";
+import { reveal } from "../../../src/secret";
+import { mountStatechartView, type StatechartView } from "../../../src/view";
 import type {
   ConnectionParams,
   DataConnectionRecord,
@@ -37,6 +39,10 @@ import type {
   Recording,
   SlotRecord,
   StateRecord,
+  ViewChange,
+  ViewPanel,
+  ViewReport,
+  ViewCredentials,
 } from "./api";
 
 setLogLevel((new URLSearchParams(location.search).get("lklog") as LogLevel | null) ?? LogLevel.info);
@@ -203,6 +209,9 @@ interface Entry {
   connection: Connection;
   room: Room;
   t0: number;
+  /** The client's Matrix access token, and the OpenID access tokens it handed out (`keepOpenIdTokens`). */
+  accessToken: string;
+  openIdTokens: string[];
   rec: Omit<
     Recording,
     | "roomState"
@@ -268,6 +277,9 @@ interface ManagerEntry {
   remote: BehaviorSubject<LivekitTransportConfig[]>;
   /** The manager's user and device: the local member for matchMembers. */
   localUser: { userId: string; deviceId: string };
+  /** The client's Matrix access token, and the OpenID access tokens it handed out (`keepOpenIdTokens`). */
+  accessToken: string;
+  openIdTokens: string[];
   t0: number;
   managerStates: ManagerRecording["manager"];
   slots: SlotRecord[];
@@ -319,6 +331,146 @@ function dataRecord(data: ConnectionManagerData): DataConnectionRecord[] {
   }));
 }
 
+/** A mounted live view, and what its MutationObserver recorded. */
+interface ViewEntry {
+  view: StatechartView;
+  container: HTMLElement;
+  observer: MutationObserver;
+  changes: ViewChange[];
+}
+
+const views = new Map<string, ViewEntry>();
+
+function viewEntry(id: string): ViewEntry {
+  const v = views.get(id);
+  if (!v) throw new Error(`no view of ${id}`);
+  return v;
+}
+
+const classes = (value: string | null): Set<string> => new Set((value ?? "").split(/\s+/).filter(Boolean));
+
+/**
+ * Records the view's changes: observing its container from before the mount, with each attribute's old value, so
+ * that two changes of one attribute between two callbacks are both seen (the new value of a record is the old
+ * value of the next record of the same attribute, or the attribute now).
+ */
+function observeView(container: HTMLElement, changes: ViewChange[], now: () => number): MutationObserver {
+  let panels = new Set<HTMLElement>(); // the panels in the view
+  const observer = new MutationObserver((records) => {
+    records.forEach((r, i) => {
+      if (r.type !== "attributes" || !(r.target instanceof HTMLElement)) return;
+      const target = r.target;
+      const name = r.attributeName!;
+      const next = records.slice(i + 1).find((x) => x.target === target && x.attributeName === name);
+      const value = next ? next.oldValue : target.getAttribute(name);
+      if (value === r.oldValue) return;
+      const actor = target.closest("section.mrtc-sv-panel")?.getAttribute("data-actor") ?? "?";
+      const t = now();
+      if (name === "data-value" || name === "data-status") {
+        changes.push({ t, actor, kind: name === "data-value" ? "value" : "status", value: value ?? "" });
+        return;
+      }
+      const [before, after] = [classes(r.oldValue), classes(value)];
+      const gained = (c: string): boolean => after.has(c) && !before.has(c);
+      const state = target.dataset.state ?? "";
+      if (gained("mrtc-sv-active")) changes.push({ t, actor, kind: "active", value: state });
+      if (gained("mrtc-sv-entered")) changes.push({ t, actor, kind: "entered", value: state });
+      if (gained("mrtc-sv-taken")) changes.push({ t, actor, kind: "taken", value: target.textContent ?? "" });
+    });
+    // Panels come and go: compared with the last callback's (the view re-appends its panels on each render,
+    // which moves them, so the childList records alone do not say which ones are new). By element: ids need not
+    // be unique (each slot of a manager has a child "connection").
+    const current = new Set(container.querySelectorAll<HTMLElement>("section.mrtc-sv-panel"));
+    const t = now();
+    const change = (p: HTMLElement, kind: "added" | "removed"): ViewChange => ({
+      t,
+      actor: p.dataset.actor ?? "?",
+      kind,
+      value: p.dataset.machine ?? "?",
+    });
+    for (const p of current) if (!panels.has(p)) changes.push(change(p, "added"));
+    for (const p of panels) if (!current.has(p)) changes.push(change(p, "removed"));
+    panels = current;
+  });
+  observer.observe(container, {
+    subtree: true,
+    childList: true,
+    attributes: true,
+    attributeOldValue: true,
+    attributeFilter: ["data-value", "data-status", "class"],
+  });
+  return observer;
+}
+
+function viewPanels(container: HTMLElement): ViewPanel[] {
+  return [...container.querySelectorAll<HTMLElement>("section.mrtc-sv-panel")].map((p) => {
+    const states = (cls: string): string[] =>
+      [...p.querySelectorAll<HTMLElement>(`.mrtc-sv-state.${cls}`)].map((s) => s.dataset.state ?? "");
+    return {
+      actor: p.dataset.actor ?? "",
+      machine: p.dataset.machine ?? "",
+      status: p.dataset.status ?? "",
+      value: p.dataset.value ?? "",
+      active: states("mrtc-sv-active"),
+      entered: states("mrtc-sv-entered"),
+      taken: [...p.querySelectorAll<HTMLElement>("li.mrtc-sv-t.mrtc-sv-taken")].map((li) => ({
+        source: li.closest<HTMLElement>(".mrtc-sv-state")?.dataset.state ?? "(root)",
+        text: li.textContent ?? "",
+      })),
+      last: p.querySelector(".mrtc-sv-last")?.textContent ?? "",
+      context: p.querySelector("pre.mrtc-sv-context")?.textContent ?? "",
+    };
+  });
+}
+
+/** Whether the view shows a credential of connection or manager `id` (the credentials never leave the page). */
+function viewCredentials(id: string, container: HTMLElement): ViewCredentials {
+  const m = managers.get(id);
+  const e = m ? undefined : entry(id);
+  const connections = m ? m.manager.connectionManagerData$.value.getConnections() : [e!.connection];
+  const jwts = connections.flatMap((c) => {
+    const config = c.actor.getSnapshot().context.sfuConfig;
+    return config ? [reveal(config.jwt)] : [];
+  });
+  const openIdTokens = m ? m.openIdTokens : e!.openIdTokens;
+  const html = container.outerHTML;
+  const has = (secret: string): boolean => secret.length > 0 && html.includes(secret);
+  const contextJwts = [
+    ...container.querySelectorAll(`section.mrtc-sv-panel[data-machine="connection"] pre.mrtc-sv-context`),
+  ].map((pre) => {
+    try {
+      const shown = (JSON.parse(pre.textContent ?? "null") as { sfuConfig?: { jwt?: unknown } } | null)?.sfuConfig?.jwt;
+      if (typeof shown !== "string") return `(${typeof shown})`;
+      return jwts.includes(shown) ? "(the JWT)" : shown;
+    } catch (err) {
+      return `(not JSON: ${String(err)})`;
+    }
+  });
+  return {
+    jwtsKnown: jwts.filter((j) => /^eyJ[\w-]+\.[\w-]+\.[\w-]+$/.test(j)).length,
+    openIdTokensKnown: openIdTokens.length,
+    viewHasJwt: jwts.some(has),
+    viewHasOpenIdToken: openIdTokens.some(has),
+    viewHasAccessToken: has(m ? m.accessToken : e!.accessToken),
+    contextJwts,
+  };
+}
+
+/** Makes `client` keep the OpenID access tokens it hands out in `into` (for `viewCredentials`). */
+function keepOpenIdTokens(client: MatrixClient, into: string[]): void {
+  const getOpenIdToken = client.getOpenIdToken.bind(client);
+  client.getOpenIdToken = async () => {
+    const token = await getOpenIdToken();
+    into.push(token.access_token);
+    return token;
+  };
+}
+
+/** The `Connection` of id `id` (for the demo page, which mounts the live view on it as an app would). */
+export function connectionOf(id: string): Connection {
+  return entry(id).connection;
+}
+
 export const api: E2eApi = {
   create(p: ConnectionParams): string {
     const id = `c${nextId++}`;
@@ -328,6 +480,8 @@ export const api: E2eApi = {
       userId: p.userId,
       deviceId: p.deviceId,
     });
+    const openIdTokens: string[] = [];
+    if (p.keepOpenIdTokens) keepOpenIdTokens(matrixClient, openIdTokens);
     const client = p.forgeOpenIdToken
       ? {
           getOpenIdToken: async () => ({
@@ -363,6 +517,8 @@ export const api: E2eApi = {
       connection,
       room: room!,
       t0: performance.now(),
+      accessToken: p.accessToken,
+      openIdTokens,
       rec: {
         states: [],
         participants: [],
@@ -501,6 +657,8 @@ export const api: E2eApi = {
       userId: p.userId,
       deviceId: p.deviceId,
     });
+    const openIdTokens: string[] = [];
+    if (p.keepOpenIdTokens) keepOpenIdTokens(client, openIdTokens);
     const local = new BehaviorSubject(p.local === null ? null : { transport: livekitTransport(p.local) });
     const remote = new BehaviorSubject(p.remote.map(livekitTransport));
     const manager = new ConnectionManager(
@@ -523,6 +681,8 @@ export const api: E2eApi = {
       local,
       remote,
       localUser: { userId: p.userId, deviceId: p.deviceId },
+      accessToken: p.accessToken,
+      openIdTokens,
       t0: performance.now(),
       managerStates: [],
       slots: [],
@@ -637,6 +797,38 @@ export const api: E2eApi = {
       connectionUrl: x.connection?.transport.livekit_service_url ?? null,
       participantIdentity: x.participant?.identity ?? null,
     }));
+  },
+
+  mountView(id) {
+    if (views.has(id)) throw new Error(`${id} has a view already`);
+    const target = id.startsWith("m") ? managerEntry(id) : entry(id);
+    const actorOf = "manager" in target ? target.manager : target.connection;
+    const container = document.createElement("div");
+    container.className = "e2e-view";
+    container.dataset.of = id;
+    document.body.append(container);
+    const changes: ViewChange[] = [];
+    const observer = observeView(container, changes, () => Math.round((performance.now() - target.t0) * 10) / 10);
+    const view = mountStatechartView(container, actorOf);
+    views.set(id, { view, container, observer, changes });
+  },
+
+  viewReport(id): ViewReport {
+    const v = viewEntry(id);
+    return {
+      changes: structuredClone(v.changes),
+      panels: viewPanels(v.container),
+      events: [...v.container.querySelectorAll("ol.mrtc-sv-events > li")].map((li) => li.textContent ?? ""),
+      credentials: viewCredentials(id, v.container),
+    };
+  },
+
+  disposeView(id) {
+    const v = viewEntry(id);
+    v.view.dispose();
+    v.observer.disconnect();
+    v.container.remove();
+    views.delete(id);
   },
 
   async matrixCreateRoom(p) {

@@ -104,8 +104,10 @@ export class DedicatedSfu {
   get jwtLog(): string {
     return join(this.dir, "lk-jwt.log");
   }
+  /** LiveKit's pid while it runs (undefined once it exited or was killed: a killed process has no exit code). */
   get livekitPid(): number | undefined {
-    return this.livekit?.exitCode === null ? this.livekit.pid : undefined;
+    const p = this.livekit;
+    return p && p.exitCode === null && p.signalCode === null ? p.pid : undefined;
   }
 
   roomService(): RoomServiceClient {

@@ -18,6 +18,7 @@ import type {
   PeerConnectionReport,
   Recording,
   StateRecord,
+  ViewReport,
 } from "../page/api";
 import { readE2eEnv, type E2eEnv, type E2eUser } from "./env";
 
@@ -142,6 +143,14 @@ export class ConnectionHandle {
   updateDelayedLeave(delayedLeave: DelayedLeaveParams | null): Promise<void> {
     return this.page.evaluate(([id, d]) => window.e2e.updateDelayedLeave(id, d), [this.id, delayedLeave] as const);
   }
+  /** Mounts the live statechart view of this connection in the page (`src/view.ts`), recording its changes. */
+  mountView(): Promise<void> {
+    return this.page.evaluate((id) => window.e2e.mountView(id), this.id);
+  }
+  /** What the view did and shows; whether it shows a credential is checked in the page (they never leave it). */
+  viewReport(): Promise<ViewReport> {
+    return this.page.evaluate((id) => window.e2e.viewReport(id), this.id);
+  }
 }
 
 /** One ConnectionManager inside a user's page. */
@@ -163,6 +172,14 @@ export class ManagerHandle {
   }
   matchMembers(memberships: MembershipParams[]): Promise<MatchedMemberRecord[]> {
     return this.page.evaluate(([id, ms]) => window.e2e.matchMembers(id, ms), [this.id, memberships] as const);
+  }
+  /** Mounts the live statechart view of this manager in the page (`src/view.ts`), recording its changes. */
+  mountView(): Promise<void> {
+    return this.page.evaluate((id) => window.e2e.mountView(id), this.id);
+  }
+  /** What the view did and shows; whether it shows a credential is checked in the page (they never leave it). */
+  viewReport(): Promise<ViewReport> {
+    return this.page.evaluate((id) => window.e2e.viewReport(id), this.id);
   }
 }
 
