@@ -64,6 +64,8 @@ const CSS = `
 .mrtc-sv-state.mrtc-sv-entered>.mrtc-sv-name{background:#ffe3a8}
 .mrtc-sv-name{font-weight:600}
 .mrtc-sv-regions{display:flex;gap:6px;align-items:flex-start}
+.mrtc-sv-panel>.mrtc-sv-children{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:0 6px;align-items:start}
+.mrtc-sv-panel>.mrtc-sv-children>[data-type=parallel]{grid-column:span 2}
 .mrtc-sv-regions>.mrtc-sv-state{flex:1;border-style:dashed}
 .mrtc-sv-ts{margin:1px 0 2px;padding:0;list-style:none;color:#5b6577}
 .mrtc-sv-t.mrtc-sv-taken{color:#a34f00;font-weight:600}
@@ -135,9 +137,13 @@ function eventLabel(type: string): string {
 
 const pathOf = (node: NodeLike): string => node.path.join(".");
 
+/** `EVENT [guard] → target`; a target beside or below the source's parent is named from there (`connected`). */
 function transitionText(t: TransitionLike): string {
   const guard = typeof t.guard?.type === "string" ? ` [${t.guard.type}]` : "";
-  const targets = t.target?.map((n) => pathOf(n) || "(root)").join(", ");
+  const parent = t.source.path.slice(0, -1).join(".");
+  const relative = (path: string): string =>
+    parent && path.startsWith(`${parent}.`) ? path.slice(parent.length + 1) : path;
+  const targets = t.target?.map((n) => relative(pathOf(n)) || "(root)").join(", ");
   return `${eventLabel(t.eventType)}${guard} → ${targets ?? "(stays)"}`;
 }
 

@@ -34,7 +34,10 @@ test("every TypeScript example in the README type-checks", () => {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "ambient.d.ts"), ambient);
   blocks.forEach((code, i) => {
-    const source = code.replace(/from "matrixrtc-connection-machine"/g, `from "${root}/src"`);
+    const source = code.replace(
+      /from "matrixrtc-connection-machine(\/view)?"/g,
+      (_, view?: string) => `from "${root}/src${view ?? ""}"`,
+    );
     writeFileSync(join(dir, `example${i}.ts`), `${source}\nexport {};\n`);
   });
   writeFileSync(

@@ -131,11 +131,7 @@ export function liveViewScenarios(): void {
           expect(panel.value).toBe("FetchingConfig.RequestingSFUConfig");
           expect(panel.active).toEqual(["FetchingConfig", "FetchingConfig.RequestingSFUConfig"]);
           expect(panel.entered).toEqual(["FetchingConfig.RequestingSFUConfig"]);
-          expectTaken(
-            panel,
-            "FetchingConfig.RequestingOpenIdToken",
-            "done: requestOpenIdToken → FetchingConfig.RequestingSFUConfig",
-          );
+          expectTaken(panel, "FetchingConfig.RequestingOpenIdToken", "done: requestOpenIdToken → RequestingSFUConfig");
           expect(eventIndex(report.events, actor, "START")).toBeGreaterThanOrEqual(0);
           expect(JSON.parse(panel.context)).toMatchObject({ openIdToken: "[redacted]", deps: "[redacted]" });
 
@@ -163,7 +159,7 @@ export function liveViewScenarios(): void {
             "Livekit.delayedLeave.NotRequested",
           ]);
           expect(panel.entered).toEqual(["Livekit.room.connected"]);
-          expectTaken(panel, "Livekit.room.connecting", "room.connected → Livekit.room.connected");
+          expectTaken(panel, "Livekit.room.connecting", "room.connected → connected");
           // The context is the chart's, the JWT in it redacted.
           const context = JSON.parse(panel.context) as { sfuConfig?: Record<string, unknown> };
           expect(context.sfuConfig).toMatchObject({
@@ -212,11 +208,11 @@ export function liveViewScenarios(): void {
           expect(report.changes.filter((x) => x.actor === actor && x.kind === "taken").map((x) => x.value)).toEqual([
             "START → Starting",
             "always → FetchingConfig",
-            "done: requestOpenIdToken → FetchingConfig.RequestingSFUConfig",
+            "done: requestOpenIdToken → RequestingSFUConfig",
             "done: requestSFUConfig → Livekit",
-            "always → Livekit.delayedLeave.NotRequested",
-            "room.connecting → Livekit.room.connecting",
-            "room.connected → Livekit.room.connected",
+            "always → NotRequested",
+            "room.connecting → connecting",
+            "room.connected → connected",
             "STOP → Stopping",
             "done: disconnectRoom → Stopped",
           ]);
