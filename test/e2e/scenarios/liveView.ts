@@ -9,8 +9,7 @@ import { join } from "node:path";
 import type { ViewChange, ViewPanel, ViewReport } from "../page/api";
 import { DedicatedSfu } from "../support/dedicatedSfu";
 import { pollUntil, type ConnectionHandle, type ManagerHandle } from "../support/fixtures";
-import { LoopbackProxy } from "../support/proxy";
-import { e2e, scenario, timings } from "../support/scenario";
+import { e2e, jwtPostsHeld, scenario, timings } from "../support/scenario";
 import { ROOT } from "../support/stackAndBrowser";
 
 /** Where the screenshot goes (a test artefact; `test-results/` is ignored by git). */
@@ -99,12 +98,7 @@ export function liveViewScenarios(): void {
       async () => {
         const started = Date.now();
         // The jwt service's POST is held, so that the view can be read while the config is being fetched.
-        const jwt = await LoopbackProxy.start({
-          name: "jwt-hold",
-          target: e2e.env.stack.jwt_services.main!.url,
-          hold: (r) => r.method === "POST",
-        });
-        e2e.addReport("jwt proxy (hold)", () => jwt.describe().join("\n"));
+        const jwt = await jwtPostsHeld();
         try {
           const u = await e2e.newUser();
           await u.page.setViewportSize({ width: 1100, height: 900 });

@@ -1,7 +1,6 @@
 /** A stop wherever it lands: during the config fetch, during the connect. */
 import { livekitAliasFor, pollUntil, stateNames } from "../support/fixtures";
-import { LoopbackProxy } from "../support/proxy";
-import { e2e, expectSFUParticipants, scenario } from "../support/scenario";
+import { e2e, expectSFUParticipants, jwtPostsHeld, scenario } from "../support/scenario";
 
 export function stoppingScenarios(): void {
   describe("b. stop during connecting", () => {
@@ -45,12 +44,7 @@ export function stoppingScenarios(): void {
     "g. stop during FetchingConfig (a proxy holds the jwt request): → Stopped, the request aborted, no WebSocket",
     async () => {
       // A proxy in front of the main jwt service holds every POST (the CORS preflight goes through).
-      const jwt = await LoopbackProxy.start({
-        name: "jwt-hold",
-        target: e2e.env.stack.jwt_services.main!.url,
-        hold: (r) => r.method === "POST",
-      });
-      e2e.addReport("jwt proxy (hold)", () => jwt.describe().join("\n"));
+      const jwt = await jwtPostsHeld();
       try {
         const u = await e2e.newUser();
         const roomId = e2e.roomId();

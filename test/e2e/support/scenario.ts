@@ -4,6 +4,7 @@
  * and the helpers that connect a user and ask LiveKit who is in a room.
  */
 import type { Recording } from "../page/api";
+import { LoopbackProxy } from "./proxy";
 import { E2e, pollUntil, stateNames, timeOf, type ConnectionHandle, type UserPage, type Variant } from "./fixtures";
 
 export const e2e = new E2e();
@@ -101,4 +102,15 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** A proxy in front of the main jwt service that holds every POST (the CORS preflight goes through), reported. */
+export async function jwtPostsHeld(): Promise<LoopbackProxy> {
+  const jwt = await LoopbackProxy.start({
+    name: "jwt-hold",
+    target: e2e.env.stack.jwt_services.main!.url,
+    hold: (r) => r.method === "POST",
+  });
+  e2e.addReport("jwt proxy (hold)", () => jwt.describe().join("\n"));
+  return jwt;
 }
