@@ -54,7 +54,10 @@ export interface ConnectionSlotContext {
 
 /** The events the slot raises for itself from the connection's snapshots, when the connection enters such a state. */
 export type ConnectionOutcomeEvent =
-  { type: "CONNECTION_CONNECTED" } | { type: "CONNECTION_FAILED" } | { type: "CONNECTION_STOPPED" };
+  | { type: "CONNECTION_CONNECTED" }
+  | { type: "CONNECTION_FAILED" }
+  | { type: "CONNECTION_STOPPED" }
+  | { type: "CONNECTION_RESTARTED" };
 
 export type ConnectionSlotEvent =
   | { type: "RETIRE" }
@@ -69,9 +72,18 @@ export interface PrepareConnectionInput {
   transport: LivekitTransport;
 }
 
-/** What a connection state means to the slot. */
-export function connectionOutcome(state: string | undefined): ConnectionOutcomeEvent["type"] | undefined {
+/**
+ * What a connection state means to the slot, coming from `previous`: CONNECTION_RESTARTED when a stop was turned
+ * into a new run (a START during `Stopping`: the app's own `start()`).
+ */
+export function connectionOutcome(
+  state: string | undefined,
+  previous?: string,
+): ConnectionOutcomeEvent["type"] | undefined {
   if (state === undefined) return undefined;
+  if (previous?.startsWith("Stopping") && !state.startsWith("Stopping") && state !== "Stopped") {
+    return "CONNECTION_RESTARTED";
+  }
   if (state.startsWith("Failed.")) return "CONNECTION_FAILED";
   if (state === "Stopped") return "CONNECTION_STOPPED";
   if (state.startsWith("Livekit.") && state.includes("room.connected")) return "CONNECTION_CONNECTED";
@@ -116,7 +128,7 @@ export const connectionSlotMachine = /* @__PURE__ */ setup({
     /** Raises the connection's outcome when its relayed snapshot enters a state that means one (before following). */
     classifyConnection: enqueueActions(({ context, event, enqueue }) => {
       const { snapshot } = event as unknown as { snapshot: { value: StateValue } };
-      const outcome = connectionOutcome(stateValueName(snapshot.value));
+      const outcome = connectionOutcome(stateValueName(snapshot.value), context.connectionState);
       if (outcome !== undefined && outcome !== connectionOutcome(context.connectionState)) {
         enqueue.raise({ type: outcome });
       }
@@ -272,10 +284,11 @@ export const connectionSlotMachine = /* @__PURE__ */ setup({
         },
         Retiring: {
           description:
-            "The transport is gone: the connection was sent STOP and the slot is done once it reports Stopped, its room disconnected. REVIVE (the transport is back) starts it again; DISPOSE disposes of it instead.",
+            "The transport is gone: the connection was sent STOP and the slot is done once it reports Stopped, its room disconnected. A START that turned the stop into a new run (the app's own start()) is overruled: STOP again. REVIVE (the transport is back) starts it again; DISPOSE disposes of it instead.",
           entry: "stopConnection",
           always: { guard: "connectionStopped", target: "#connectionSlot.Done" },
           on: {
+            CONNECTION_RESTARTED: { target: "Retiring", reenter: true },
             REVIVE: { target: "Running" },
             DISPOSE: { target: "Disposing" },
           },

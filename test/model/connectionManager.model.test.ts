@@ -271,6 +271,7 @@ const expected: Record<Exclude<ManagerModelState, "Fresh">, View> = {
   R_Connecting: running("Running", [L, slot("R", "Live.Running")], ["L:connected", "R:connecting"]),
   R_Connected: running("Running", [L, slot("R", "Live.Running")], ["L:connected", "R:connected"]),
   R_Retiring: running("Running", [L, retiring("R")], ["L:connected"]),
+  R_RetiringRestarted: running("Running", [L, retiring("R")], ["L:connected"]),
   R_Reviving: running("Running", [L, slot("R", "Live.Running")], ["L:connected", "R:connected"]),
   R_Waiting0: running(
     "Running",
@@ -553,6 +554,13 @@ const executors: Record<ManagerModelEvent, Executor> = {
       .getConnectionForTransport(transport("R"))!
       .start()
       .catch(() => {}),
+  // R's connection is no longer in the data: the app uses the one it kept from an earlier value.
+  APP_STARTS_RETIRING_R: () => {
+    const kept = world()
+      .data.map((d) => d.getConnectionForTransport(transport("R")))
+      .findLast((c) => c !== null)!;
+    void kept.start().catch(() => {});
+  },
 };
 
 // ---------------------------------------------------------------------------------------------------------------

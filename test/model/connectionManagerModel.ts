@@ -88,7 +88,17 @@ const states = {
     },
   },
   R_Retiring: {
-    on: { DISCONNECT_DONE: "L_Connected", SET_R: "R_Reviving", DISPOSE: "Disposing_LR" },
+    on: {
+      DISCONNECT_DONE: "L_Connected",
+      SET_R: "R_Reviving",
+      DISPOSE: "Disposing_LR",
+      APP_STARTS_RETIRING_R: "R_RetiringRestarted",
+    },
+  },
+  // the app started the connection it kept while the manager retires it: once disconnected it runs again, and
+  // the slot stops it again
+  R_RetiringRestarted: {
+    on: { DISCONNECT_DONE: "L_Connected" },
   },
   R_Reviving: {
     on: { DISCONNECT_DONE: "R_Fetching0" },

@@ -278,6 +278,25 @@ describe("this package's rules", () => {
     expect(h.rooms.get("b")).toHaveLength(2);
   });
 
+  test("the app's start() of a connection being retired is overruled: its room ends disconnected and stop() resolves", async () => {
+    serveTokens("a");
+    const h = makeManager();
+    h.remote$.next([transport("a")]);
+    await waitUntil(allConnected(h, 1), "a connected");
+    const kept = h.last().getConnectionForTransport(transport("a"))!;
+    h.room("a").holdDisconnect = true;
+    h.remote$.next([]);
+    await waitUntil(() => h.room("a").disconnectHeld, "a's room disconnecting");
+    void kept.start().catch(() => {}); // the app's own start(), while the manager retires it
+    h.room("a").holdDisconnect = false;
+    h.room("a").releaseDisconnect();
+    await waitUntil(() => h.slots().length === 0, "a's slot done");
+    expect(h.room("a").state).toBe("disconnected");
+    expect(kept.state$.value).toBe(ConnectionState.Stopped);
+    await h.manager.stop();
+    expect(h.manager.actor.getSnapshot().value).toBe("Stopped");
+  });
+
   test("aborting the signal completes the data at once and disconnects every room", async () => {
     serveTokens("a");
     const controller = new AbortController();
