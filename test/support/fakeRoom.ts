@@ -50,10 +50,15 @@ export class FakeRoom extends EventEmitter {
     if (!this.pending) return done; // cancelled before it began
     if (this.state === ConnectionState.Connected) return this.take().resolve();
     this.setState(ConnectionState.Connecting);
-    if (this.autoConnect === "succeed") queueMicrotask(() => this.succeedConnect());
-    else if (this.autoConnect) {
-      const e = this.autoConnect;
-      queueMicrotask(() => this.failConnect(e));
+    // Settled by itself a moment later, unless a disconnect() (from a 'connecting' listener, say) cancelled it.
+    const mine = this.pending;
+    const auto = this.autoConnect;
+    if (auto !== undefined) {
+      queueMicrotask(() => {
+        if (this.pending !== mine) return;
+        if (auto === "succeed") this.succeedConnect();
+        else this.failConnect(auto);
+      });
     }
     return done;
   }
