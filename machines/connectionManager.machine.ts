@@ -194,6 +194,11 @@ export const connectionManagerMachine = /* @__PURE__ */ setup({
           });
         } else if (entry.wanted || entry.status === "Live.Retiring") {
           if (!entry.wanted) enqueue.sendTo(entry.id, { type: "REVIVE" });
+          // The delayed leave follows the local role: to a slot that becomes local, away from one that stops being so.
+          if (entry.isLocal !== d.isLocal) {
+            const delayedLeave = d.isLocal ? context.delayedLeave : undefined;
+            enqueue.sendTo(entry.id, { type: "DELAYED_LEAVE_CHANGED", delayedLeave });
+          }
           slots.push({ ...entry, transport: d.transport, isLocal: d.isLocal, wanted: true });
         } else {
           // Retiring in a way that cannot be taken back: spawned anew once it is done (dropSlot, reconcile).

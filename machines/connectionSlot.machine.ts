@@ -64,6 +64,7 @@ export type ConnectionSlotEvent =
   | { type: "REVIVE" }
   | { type: "DISPOSE" }
   | { type: "DELAYED_LEAVE_CHANGED"; delayedLeave: Sealed<DelayedLeave> | undefined }
+  | { type: "xstate.error.actor.connection"; error: unknown }
   | ConnectionOutcomeEvent;
 
 /** The input of `prepareConnection`. */
@@ -289,14 +290,19 @@ export const connectionSlotMachine = /* @__PURE__ */ setup({
           always: { guard: "connectionStopped", target: "#connectionSlot.Done" },
           on: {
             CONNECTION_RESTARTED: { target: "Retiring", reenter: true },
+            // A crash stops the connection too: nothing is left to wait for (Broken would wait for a RETIRE sent already).
+            "xstate.error.actor.connection": { target: "#connectionSlot.Done" },
             REVIVE: { target: "Running" },
             DISPOSE: { target: "Disposing" },
           },
         },
         Disposing: {
           description:
-            "The connection was sent DISPOSE: it disconnects its room and ends, which ends the slot (Live's onDone).",
+            "The connection was sent DISPOSE: it disconnects its room and ends, which ends the slot (Live's onDone), as a crash of it does.",
           entry: "disposeConnection",
+          on: {
+            "xstate.error.actor.connection": { target: "#connectionSlot.Done" },
+          },
         },
       },
     },

@@ -11,10 +11,12 @@
 import { ConnectionError, DisconnectReason, RoomEvent } from "livekit-client";
 import type { ServerResponse } from "node:http";
 import { BehaviorSubject } from "rxjs";
-import { SimulatedClock, type StateValue } from "xstate";
+import { or, SimulatedClock, stateIn, type StateValue } from "xstate";
 import { createTestModel } from "xstate/graph";
 import {
   ConnectionManager,
+  connectionActors,
+  connectionMachine,
   connectionManagerMachine,
   connectionSlotMachine,
   type ConnectionManagerData,
@@ -45,6 +47,26 @@ import {
 } from "./connectionManagerModel";
 
 const STEP_TIMEOUT_MS = 3000;
+
+/**
+ * The connection machine with a fault that can be switched on: its `restartRequested` guard, read once a stop's
+ * disconnect is done, throws, so that the connection crashes while its slot retires or disposes of it (no input
+ * of a user's makes one crash).
+ */
+let crashWhenDisconnected = false;
+const crashableMachine = connectionMachine.provide({
+  actors: connectionActors,
+  guards: {
+    // The chart's own guard (stateIn "#connection.Stopping.ThenStart"), after one that throws when asked to.
+    restartRequested: or([
+      () => {
+        if (crashWhenDisconnected) throw new Error("a guard of one's own threw");
+        return false;
+      },
+      stateIn("#connection.Stopping.ThenStart"),
+    ]),
+  },
+});
 /** Two attempts, so that both "attempts left" and "attempts spent" are reached; the clock is simulated. */
 const RECONNECT = { maxAttempts: 2, initialDelayMs: 1000, maxDelayMs: 2000 };
 
@@ -162,6 +184,7 @@ function create(local: Name): void {
       reconnect: RECONNECT,
       timeouts: { openIdTokenMs: 10_000, sfuConfigMs: 10_000, disconnectMs: 10_000 },
       clock: self.clock,
+      machine: crashableMachine,
       inspect: coverage.record,
       signal: self.abort.signal,
     },
@@ -526,6 +549,17 @@ const executors: Record<ManagerModelEvent, Executor> = {
       await refuseR();
     }
   },
+  // R's connection crashes once its room is disconnected: the slot is done all the same (not Broken, waiting for ever).
+  R_CRASHES_WHEN_STOPPED: () => {
+    crashWhenDisconnected = true;
+    roomOf("R").releaseDisconnect();
+    return () => void (crashWhenDisconnected = false);
+  },
+  CRASH_WHEN_DISPOSED: () => {
+    crashWhenDisconnected = true;
+    for (const room of Object.values(world().rooms).flat()) room.releaseDisconnect();
+    return () => void (crashWhenDisconnected = false);
+  },
   R_CONNECTION_CRASHES: () => {
     world().clock.failNext = true;
     roomOf("R").lose();
@@ -570,6 +604,7 @@ const paths = model.getShortestPaths();
 const startedAt = Date.now();
 
 beforeEach(() => {
+  crashWhenDisconnected = false;
   server.always(OPENID_PATH, answer.openId);
   server.always("/svc-r/livekit/jwt/sfu/get", answer.status(401, "M_UNAUTHORIZED"));
   server.always("/svc-l/livekit/jwt/delegate_delayed_leave", (_, res) => sendJson(res, 200, {}));

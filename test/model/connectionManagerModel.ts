@@ -93,6 +93,8 @@ const states = {
       SET_R: "R_Reviving",
       DISPOSE: "Disposing_LR",
       APP_STARTS_RETIRING_R: "R_RetiringRestarted",
+      // a fault: R's connection crashes once its room is disconnected; its slot is done all the same
+      R_CRASHES_WHEN_STOPPED: "L_Connected",
     },
   },
   // the app started the connection it kept while the manager retires it: once disconnected it runs again, and
@@ -194,7 +196,8 @@ const states = {
     on: { DISCONNECT_DONE: "Disposed" },
   },
   Disposing_LR: {
-    on: { DISCONNECT_DONE: "Disposed" },
+    // CRASH_WHEN_DISPOSED: a fault, the connections crash once their rooms are disconnected
+    on: { DISCONNECT_DONE: "Disposed", CRASH_WHEN_DISPOSED: "Disposed" },
   },
   Disposing_LRWaiting: {
     on: { DISCONNECT_DONE: "Disposed" },

@@ -6,7 +6,7 @@
  */
 import type { RemoteParticipant } from "livekit-client";
 import { BehaviorSubject, Subject } from "rxjs";
-import { fromPromise, type InspectionEvent } from "xstate";
+import { fromPromise, or, stateIn, type InspectionEvent } from "xstate";
 import {
   ConnectionManager,
   ConnectionState,
@@ -276,6 +276,51 @@ describe("this package's rules", () => {
     await waitUntil(allConnected(h, 1), "b connected again");
     expect(h.urls()).toEqual([url("b")]);
     expect(h.rooms.get("b")).toHaveLength(2);
+  });
+
+  test("the delayed leave follows the local role: to a remote slot that becomes local, away from one that stops being so", async () => {
+    serveTokens("a", "b");
+    const h = makeManager({ delayedLeave: { delayId: "syd_DELAY_SECRET", delayTimeoutMs: 10_000 } });
+    const leaveOf = (name: string) =>
+      h.last().getConnectionForTransport(transport(name))!.actor.getSnapshot().context.delayedLeave;
+    // Element Call's order: the members' transports first, ours once its SFU config is fetched.
+    h.remote$.next([transport("a"), transport("b")]);
+    await waitUntil(allConnected(h, 2), "both connected");
+    expect([leaveOf("a"), leaveOf("b")]).toEqual([undefined, undefined]);
+    h.local$.next({ transport: transport("a") });
+    expect(leaveOf("a")).toBeDefined();
+    expect(leaveOf("b")).toBeUndefined();
+    h.local$.next({ transport: transport("b") });
+    expect(leaveOf("a")).toBeUndefined();
+    expect(leaveOf("b")).toBeDefined();
+    expect(h.rooms.get("a")).toHaveLength(1); // the same connections, no reconnect
+    expect(h.room("a").connectCalls).toHaveLength(1);
+  });
+
+  test("a connection that crashes while being stopped does not keep stop() waiting", async () => {
+    serveTokens("a");
+    let crash = false;
+    const machine = connectionMachine.provide({
+      actors: connectionActors,
+      guards: {
+        // A guard of one's own that throws once the stop's disconnect is done, before the chart's own.
+        restartRequested: or([
+          () => {
+            if (crash) throw new Error("a bug of one's own");
+            return false;
+          },
+          stateIn("#connection.Stopping.ThenStart"),
+        ]),
+      },
+    });
+    const h = makeManager({ machine });
+    h.remote$.next([transport("a")]);
+    await waitUntil(allConnected(h, 1), "a connected");
+    crash = true;
+    await h.manager.stop();
+    expect(h.manager.actor.getSnapshot().value).toBe("Stopped");
+    expect(h.slots()).toEqual([]);
+    expect(h.room("a").disconnectCalls).toBe(1);
   });
 
   test("the app's start() of a connection being retired is overruled: its room ends disconnected and stop() resolves", async () => {
