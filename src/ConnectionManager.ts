@@ -152,6 +152,14 @@ export class ConnectionManager<R extends LivekitRoomLike = Room> {
     });
     this.actor.start();
 
+    const signal = opts.signal;
+    const dispose = (): void => this.dispose();
+    if (signal?.aborted) {
+      dispose(); // nothing is followed, no room made
+      return;
+    }
+    signal?.addEventListener("abort", dispose, { once: true });
+
     // Both observables may emit at once on subscription: the transports are sent as a pair, each time.
     let local: ChartLocalTransport | null = null;
     let remote: readonly LivekitTransportConfig[] = [];
@@ -173,30 +181,26 @@ export class ConnectionManager<R extends LivekitRoomLike = Room> {
         },
         error: (e) => this.logger.error(`${name} failed (${describe(e)}): its last transports are kept`),
       });
-    this.inputs.push(
-      follow(
-        "localTransport$",
-        opts.localTransport$,
-        (v) => this.localTransport(v),
-        (v) => (local = v),
-      ),
-      follow(
-        "remoteTransports$",
-        opts.remoteTransports$,
-        (v) => this.remoteTransports(v),
-        (v) => (remote = v),
-      ),
-    );
-
-    const signal = opts.signal;
-    if (signal == null) return;
-    const dispose = (): void => {
-      this.logger.info("signal aborted: disposing of every connection");
-      this.release(); // at once: the data completes before the rooms are disconnected
-      if (this.actor.getSnapshot().status === "active") this.actor.send({ type: "DISPOSE" });
-    };
-    if (signal.aborted) dispose();
-    else signal.addEventListener("abort", dispose, { once: true });
+    try {
+      this.inputs.push(
+        follow(
+          "localTransport$",
+          opts.localTransport$,
+          (v) => this.localTransport(v),
+          (v) => (local = v),
+        ),
+        follow(
+          "remoteTransports$",
+          opts.remoteTransports$,
+          (v) => this.remoteTransports(v),
+          (v) => (remote = v),
+        ),
+      );
+    } catch (e) {
+      // An observable that throws on subscribe: nothing may be left running behind the constructor's error.
+      dispose();
+      throw e;
+    }
   }
 
   /** The local transport as the chart takes it; undefined (with an error logged) for a malformed one. */
@@ -307,6 +311,17 @@ export class ConnectionManager<R extends LivekitRoomLike = Room> {
     for (const input of this.inputs.splice(0)) input.unsubscribe();
     for (const adopted of this.adopted.values()) adopted.participants.unsubscribe();
     this.data.complete();
+  }
+
+  /**
+   * Disposes of the manager, as aborting its `signal` does: `connectionManagerData$` completes at once, the
+   * observables are let go of, and every connection is disposed of (its room disconnected). Idempotent.
+   */
+  dispose(): void {
+    if (this.actor.getSnapshot().status !== "active") return;
+    this.logger.info("disposing of every connection");
+    this.release(); // at once: the data completes before the rooms are disconnected
+    this.actor.send({ type: "DISPOSE" });
   }
 
   /**

@@ -412,6 +412,56 @@ describe("bad input gets a clear error and a defined state", () => {
     expect(make({ ...good, reconnect: { maxAttempts: 0 } })).toThrow(/reconnect.maxAttempts/);
   });
 
+  test("a signal aborted already: nothing is followed and no room is made; dispose() does what the signal does", async () => {
+    const aborted = makeManager({ signal: AbortSignal.abort() });
+    aborted.local$.next({ transport: transport("l"), sfuConfig: localConfig() });
+    aborted.remote$.next([transport("a")]);
+    await flush();
+    expect(aborted.rooms.size).toBe(0);
+    expect(aborted.manager.actor.getSnapshot().status).toBe("done");
+
+    serveTokens("a");
+    const h = makeManager();
+    h.remote$.next([transport("a")]);
+    await waitUntil(allConnected(h, 1), "a connected");
+    let completed = false;
+    h.manager.connectionManagerData$.subscribe({ complete: () => (completed = true) });
+    h.manager.dispose();
+    h.manager.dispose();
+    expect(completed).toBe(true);
+    await waitUntil(() => h.manager.actor.getSnapshot().status === "done", "disposed");
+    expect(h.room("a").disconnectCalls).toBe(1);
+  });
+
+  test("an observable that throws on subscribe: the constructor throws, and nothing is left running", async () => {
+    serveTokens("l");
+    const rooms: FakeRoom[] = [];
+    const make = () =>
+      new ConnectionManager<FakeRoom>({
+        localTransport$: new BehaviorSubject<LocalTransportWithSFUConfig | null>({ transport: transport("l") }),
+        remoteTransports$: {
+          subscribe: () => {
+            throw new Error("not today");
+          },
+        } as never,
+        client: matrixClient(server),
+        roomId: ROOM_ID,
+        ownMembershipIdentity: { userId: USER_ID, deviceId: DEVICE_ID, memberId: MEMBER_ID },
+        livekitRoomFactory: () => {
+          const room = new FakeRoom();
+          rooms.push(room);
+          return room;
+        },
+      });
+    expect(make).toThrow("not today");
+    await waitUntil(
+      () => server.to(OPENID_PATH).length + rooms.length === 0 || rooms.every((r) => r.state === "disconnected"),
+      "settled",
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(server.to(tokenPath("l"))).toHaveLength(0); // the local connection did not go on fetching
+  });
+
   test("a member's malformed transport breaks its own slot only; a throwing room factory too", async () => {
     serveTokens("a");
     const h = makeManager({}, (name) => {
