@@ -44,7 +44,6 @@ export interface ConnectionManagerOpts<R extends LivekitRoomLike = Room> extends
 }
 
 interface DataEntry<R extends LivekitRoomLike> {
-  transport: LivekitTransportConfig;
   connection: Connection<R>;
   participants: readonly RemoteParticipant[];
 }
@@ -282,11 +281,7 @@ export class ConnectionManager<R extends LivekitRoomLike = Room> {
       const adopted = this.adopted.get(entry.id);
       if (!entry.wanted || !adopted || !entry.status.startsWith("Live")) continue;
       const connection = adopted.connection;
-      entries.set(entry.key, {
-        transport: entry.transport,
-        connection,
-        participants: connection.remoteParticipants$.value,
-      });
+      entries.set(entry.key, { connection, participants: connection.remoteParticipants$.value });
     }
     const now = this.data.value;
     if (!now.sameAs(entries)) this.data.next(new ConnectionManagerData(now.version + 1, entries));

@@ -252,12 +252,16 @@ export function mountStatechartView(
   target: AnyActorRef | { readonly actor: AnyActorRef },
   options: StatechartViewOptions = {},
 ): StatechartView {
-  const root: AnyActorRef = "actor" in target ? target.actor : target;
+  const root = (typeof target === "object" && target !== null && "actor" in target ? target.actor : target) as
+    AnyActorRef | undefined;
   if (!root || typeof root.getSnapshot !== "function" || typeof root.system?.inspect !== "function") {
     throw new TypeError("mountStatechartView needs an xstate actor, or an object with one as `actor`");
   }
   const doc = container.ownerDocument;
   const maxEvents = options.maxEvents ?? 100;
+  if (!Number.isInteger(maxEvents) || maxEvents < 0) {
+    throw new TypeError(`maxEvents must be a whole number of at least 0, not ${String(maxEvents)}`);
+  }
   const now = options.now ?? (() => performance.now());
   const t0 = now();
 
@@ -278,6 +282,12 @@ export function mountStatechartView(
   container.append(element);
 
   const bySession = new Map<string, Panel>();
+
+  /** Whether `ref` is the root or below it (xstate keeps each actor's parent as `_parent`). */
+  const below = (ref: AnyActorRef | undefined): boolean => {
+    for (let r = ref; r !== undefined; r = (r as { _parent?: AnyActorRef })._parent) if (r === root) return true;
+    return false;
+  };
 
   /** The machine actors from the root down (each actor's children, in order), with their snapshots. */
   const walk = (ref: AnyActorRef, out: [AnyActorRef, SnapshotLike][] = []): [AnyActorRef, SnapshotLike][] => {
@@ -319,8 +329,9 @@ export function mountStatechartView(
   };
 
   const logEvent = (e: Extract<InspectionEvent, { type: "@xstate.event" }>): void => {
-    // Only the events of the actors shown (mounted on a manager's connection: not the rest of the manager's system).
-    if (!bySession.has((e.actorRef as AnyActorRef).sessionId)) return;
+    // Only the events of the root and the actors below it (mounted on a manager's connection: not the rest of the
+    // manager's system), new ones included before their panel is drawn.
+    if (!below(e.actorRef as AnyActorRef)) return;
     const { type, ...payload } = e.event;
     if (type.startsWith("xstate.snapshot.")) return; // relayed snapshots: shown as the panels change
     const ms = (now() - t0).toFixed(0).padStart(6);
