@@ -270,13 +270,15 @@ export const connectionSlotMachine = /* @__PURE__ */ setup({
           },
           on: {
             CONNECTION_CONNECTED: { target: "Running", actions: "resetRetries" },
+            // The app's own stop(): left alone, not started again when the wait is over.
+            CONNECTION_STOPPED: { target: "GaveUp" },
             RETIRE: { target: "Retiring" },
             DISPOSE: { target: "Disposing" },
           },
         },
         GaveUp: {
           description:
-            "The connection stays failed (`error`): its retries are spent, or it was lost after its own reconnect attempts. It stays so until the transport is removed (and added again), unless the app starts the connection itself and it connects.",
+            "The slot starts the connection no more: its retries are spent, it was lost after its own reconnect attempts (`error`), or the app stopped it while it waited to retry. It stays so until the transport is removed (and added again), unless the app starts the connection itself and it connects.",
           on: {
             CONNECTION_CONNECTED: { target: "Running", actions: "resetRetries" },
             RETIRE: { target: "Retiring" },

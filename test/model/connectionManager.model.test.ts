@@ -330,6 +330,7 @@ const expected: Record<Exclude<ManagerModelState, "Fresh">, View> = {
     ["L:connected", "R:FetchingConfig"],
     1,
   ),
+  R_StoppedByApp: running("Running", [L, slot("R", "Live.GaveUp", openIdError)], ["L:connected", "R:Stopped"]),
   R_GaveUp: running(
     "Running",
     [L, slot("R", "Live.GaveUp", { ...openIdError, retries: 2 })],
@@ -588,6 +589,15 @@ const executors: Record<ManagerModelEvent, Executor> = {
       .getConnectionForTransport(transport("R"))!
       .start()
       .catch(() => {}),
+  // (a failed connection's stop disconnects its room: let that through)
+  APP_STOPS_R: async () => {
+    void lastData()
+      .getConnectionForTransport(transport("R"))!
+      .stop()
+      .catch(() => {});
+    await waitUntil(() => roomOf("R").disconnectHeld, "R's room to be disconnected", STEP_TIMEOUT_MS);
+    roomOf("R").releaseDisconnect();
+  },
   // R's connection is no longer in the data: the app uses the one it kept from an earlier value.
   APP_STARTS_RETIRING_R: () => {
     const kept = world()

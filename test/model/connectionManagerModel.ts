@@ -110,7 +110,13 @@ const states = {
       RETRY_DELAY_PASSES: "R_Fetching1",
       SET_NONE: "R_RetiringWaiting",
       DISPOSE: "Disposing_LRWaiting",
+      // the app stops the connection itself while the slot waits to retry
+      APP_STOPS_R: "R_StoppedByApp",
     },
+  },
+  // the slot leaves a connection the app stopped alone: no retry when the wait would have been over
+  R_StoppedByApp: {
+    on: { RETRY_DELAY_PASSES: "R_StoppedByApp", SET_NONE: "L_Connected" },
   },
   R_Waiting0_ConnectFailed: {
     on: {
