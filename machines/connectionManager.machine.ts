@@ -135,8 +135,8 @@ function slotIdOf(type: string): string {
  * an identity and kick each other out), so a key added again while its slot is retiring revives that slot, or, if it
  * cannot, is spawned anew once that slot is done; a new local SFU config for the same URL is ignored (no
  * reconnect); STOP retires every slot and keeps following the transports, START resumes; DISPOSE disposes of every
- * slot. The delayed leave goes to the local slot only, as it is when the slot is spawned; moving it to another
- * slot (and what the old service then does with it) is the app's business.
+ * slot. The delayed leave goes to the local slot only and follows the local role from slot to slot; what a service
+ * that held it does with it afterwards (it sends the leave when this client leaves its SFU) is the app's business.
  */
 export const connectionManagerMachine = /* @__PURE__ */ setup({
   types: {

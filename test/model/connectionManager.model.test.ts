@@ -11,18 +11,17 @@
 import { ConnectionError, DisconnectReason, RoomEvent } from "livekit-client";
 import type { ServerResponse } from "node:http";
 import { BehaviorSubject } from "rxjs";
-import { or, SimulatedClock, stateIn, type StateValue } from "xstate";
+import { SimulatedClock, type StateValue } from "xstate";
 import { createTestModel } from "xstate/graph";
 import {
   ConnectionManager,
-  connectionActors,
-  connectionMachine,
   connectionManagerMachine,
   connectionSlotMachine,
   type ConnectionManagerData,
   type LivekitTransportConfig,
   type LocalTransportWithSFUConfig,
 } from "../../src";
+import { crashingOnceDisconnected } from "../support/crashingMachine";
 import { FakeRoom, flush } from "../support/fakeRoom";
 import {
   answer,
@@ -48,25 +47,9 @@ import {
 
 const STEP_TIMEOUT_MS = 3000;
 
-/**
- * The connection machine with a fault that can be switched on: its `restartRequested` guard, read once a stop's
- * disconnect is done, throws, so that the connection crashes while its slot retires or disposes of it (no input
- * of a user's makes one crash).
- */
+/** Switches on the fault of `crashingOnceDisconnected` (test/support/crashingMachine.ts). */
 let crashWhenDisconnected = false;
-const crashableMachine = connectionMachine.provide({
-  actors: connectionActors,
-  guards: {
-    // The chart's own guard (stateIn "#connection.Stopping.ThenStart"), after one that throws when asked to.
-    restartRequested: or([
-      () => {
-        if (crashWhenDisconnected) throw new Error("a guard of one's own threw");
-        return false;
-      },
-      stateIn("#connection.Stopping.ThenStart"),
-    ]),
-  },
-});
+const crashableMachine = crashingOnceDisconnected(() => crashWhenDisconnected);
 /** Two attempts, so that both "attempts left" and "attempts spent" are reached; the clock is simulated. */
 const RECONNECT = { maxAttempts: 2, initialDelayMs: 1000, maxDelayMs: 2000 };
 

@@ -6,7 +6,7 @@
  */
 import type { RemoteParticipant } from "livekit-client";
 import { BehaviorSubject, Subject } from "rxjs";
-import { fromPromise, or, stateIn, type InspectionEvent } from "xstate";
+import { fromPromise, type InspectionEvent } from "xstate";
 import {
   ConnectionManager,
   ConnectionState,
@@ -23,6 +23,7 @@ import {
   type LocalTransportWithSFUConfig,
   type SFUConfig,
 } from "../../src";
+import { crashingOnceDisconnected } from "../support/crashingMachine";
 import { FakeRoom, flush } from "../support/fakeRoom";
 import {
   ACCESS_TOKEN,
@@ -300,19 +301,7 @@ describe("this package's rules", () => {
   test("a connection that crashes while being stopped does not keep stop() waiting", async () => {
     serveTokens("a");
     let crash = false;
-    const machine = connectionMachine.provide({
-      actors: connectionActors,
-      guards: {
-        // A guard of one's own that throws once the stop's disconnect is done, before the chart's own.
-        restartRequested: or([
-          () => {
-            if (crash) throw new Error("a bug of one's own");
-            return false;
-          },
-          stateIn("#connection.Stopping.ThenStart"),
-        ]),
-      },
-    });
+    const machine = crashingOnceDisconnected(() => crash);
     const h = makeManager({ machine });
     h.remote$.next([transport("a")]);
     await waitUntil(allConnected(h, 1), "a connected");

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { ViewChange, ViewPanel, ViewReport } from "../page/api";
 import { DedicatedSfu } from "../support/dedicatedSfu";
 import { pollUntil, type ConnectionHandle, type ManagerHandle } from "../support/fixtures";
-import { e2e, jwtPostsHeld, scenario, timings } from "../support/scenario";
+import { e2e, expectPostHeld, jwtPostsHeld, scenario, timings } from "../support/scenario";
 import { ROOT } from "../support/stackAndBrowser";
 
 /** Where the screenshot goes (a test artefact; `test-results/` is ignored by git). */
@@ -114,12 +114,7 @@ export function liveViewScenarios(): void {
 
           // During the fetch: the token request is held at the proxy; the view shows FetchingConfig.
           await c.startInBackground();
-          const held = await pollUntil(
-            async () => jwt.requests.find((r) => r.method === "POST" && r.outcome === "held"),
-            (r) => r !== undefined,
-            { timeoutMs: 10_000, intervalMs: 20 },
-          );
-          expect(held.value).toBeDefined();
+          await expectPostHeld(jwt);
           let report = await readView(c);
           panel = onlyPanel(report);
           expect(panel.value).toBe("FetchingConfig.RequestingSFUConfig");

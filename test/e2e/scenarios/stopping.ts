@@ -1,6 +1,6 @@
 /** A stop wherever it lands: during the config fetch, during the connect. */
 import { livekitAliasFor, pollUntil, stateNames } from "../support/fixtures";
-import { e2e, expectSFUParticipants, jwtPostsHeld, scenario } from "../support/scenario";
+import { e2e, expectSFUParticipants, expectPostHeld, jwtPostsHeld, scenario } from "../support/scenario";
 
 export function stoppingScenarios(): void {
   describe("b. stop during connecting", () => {
@@ -50,17 +50,12 @@ export function stoppingScenarios(): void {
         const roomId = e2e.roomId();
         const c = await u.connection({ roomId, serviceUrl: jwt.url });
         await c.startInBackground();
-        const held = await pollUntil(
-          async () => jwt.requests.find((r) => r.method === "POST" && r.outcome === "held"),
-          (r) => r !== undefined,
-          { timeoutMs: 10_000, intervalMs: 20 },
-        );
-        expect(held.value).toBeDefined();
+        const held = await expectPostHeld(jwt);
         expect(stateNames(await c.recording())).toEqual(["Initialized", "FetchingConfig"]);
         await c.stop();
         // Chromium closes the socket of the aborted fetch: the proxy sees the client go before any answer.
         const aborted = await pollUntil(
-          async () => held.value!.outcome,
+          async () => held.outcome,
           (o) => o === "aborted by client",
           { timeoutMs: 5_000, intervalMs: 20 },
         );
@@ -79,7 +74,7 @@ export function stoppingScenarios(): void {
         expect(jwt.describe()).toEqual(["OPTIONS /get_token → forwarded 200", "POST /get_token → aborted by client"]);
         // So it created no room: LiveKit has none under the alias the jwt service would have used.
         expect(await e2e.roomService().listRooms([livekitAliasFor(roomId)])).toEqual([]);
-        const heldMs = held.value!.abortedAt! - held.value!.receivedAt;
+        const heldMs = held.abortedAt! - held.receivedAt;
         console.log(`g: the POST was held ${heldMs} ms; the proxy saw the abort ${aborted.elapsedMs} ms after stop()`);
       } finally {
         await jwt.close();

@@ -4,7 +4,7 @@
  * and the helpers that connect a user and ask LiveKit who is in a room.
  */
 import type { Recording } from "../page/api";
-import { LoopbackProxy } from "./proxy";
+import { LoopbackProxy, type ProxyRecord } from "./proxy";
 import { E2e, pollUntil, stateNames, timeOf, type ConnectionHandle, type UserPage, type Variant } from "./fixtures";
 
 export const e2e = new E2e();
@@ -113,4 +113,15 @@ export async function jwtPostsHeld(): Promise<LoopbackProxy> {
   });
   e2e.addReport("jwt proxy (hold)", () => jwt.describe().join("\n"));
   return jwt;
+}
+
+/** Waits (at most 10 s) until the proxy of `jwtPostsHeld` holds a POST, and returns its record (fails if none comes). */
+export async function expectPostHeld(jwt: LoopbackProxy): Promise<ProxyRecord> {
+  const held = await pollUntil(
+    async () => jwt.requests.find((r) => r.method === "POST" && r.outcome === "held"),
+    (r) => r !== undefined,
+    { timeoutMs: 10_000, intervalMs: 20 },
+  );
+  expect(held.value).toBeDefined();
+  return held.value!;
 }
